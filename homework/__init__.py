@@ -1,0 +1,1 @@
+"""Homework 1: low-memory training and inference with BigNet."""

@@ -1,0 +1,74 @@
+"""
+Memory, two ways: what a model's tensors should take (theoretical), and what the allocator really
+handed out while it was built or run (measured). The two agree for an honest model; a model that
+keeps a hidden float32 copy, in a plain attribute, a closure or a global, shows it in the second.
+"""
+
+import gc
+import os
+import sys
+from contextlib import contextmanager
+from itertools import accumulate
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+MB = 2**20  # the handout's MB
+
+
+def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, non-trainable) element counts; buffers, such as packed 4-bit weights, count as non-trainable."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    return trainable, frozen + sum(b.numel() for b in model.buffers())
+
+
+def theoretical_bytes(model: torch.nn.Module) -> int:
+    """What the model's parameters and buffers take, from their sizes and dtypes."""
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}  # count shared tensors once
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+class AllocationTrace:
+    """
+    Records every allocation and free, on every device, while the `with` block runs, as PyTorch's
+    allocators report them to its profiler. After the block:
+      net:  bytes allocated in the block and still alive at its end (e.g. the model it built);
+      peak: the highest amount allocated in the block at any moment, above where it started.
+    """
+
+    net: int = 0
+    peak: int = 0
+
+    def __enter__(self) -> "AllocationTrace":
+        # Objects in reference cycles (a module holding its own bound hook, say) are freed only by the
+        # garbage collector; let it run now rather than inside the block, where its frees would count.
+        gc.collect()
+        self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        with _quiet_stderr():
+            self._profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        with _quiet_stderr():
+            self._profiler.__exit__(*exc_info)
+        # The raw event list keeps each allocation (+bytes) and free (-bytes) in time order;
+        # the public summaries add them up per operator and lose the peak.
+        events = self._profiler.profiler.kineto_results.events()
+        changes = [e.nbytes() for e in sorted(events, key=lambda e: e.start_ns()) if e.name() == "[memory]"]
+        running = list(accumulate(changes, initial=0))
+        self.net, self.peak = running[-1], max(running)
+
+
+@contextmanager
+def _quiet_stderr():
+    # Kineto, the profiler's backend, writes a log line to stderr each time it starts or stops.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -1,0 +1,45 @@
+"""What the tools share: the model names they accept, and the devices they can run on."""
+
+import importlib
+from pathlib import Path
+
+import torch
+
+from .cli import UsageError
+
+# Each name is a module of this package with a `load(path)` function.
+MODEL_NAMES = ("bignet", "half_precision", "lora", "low_precision", "qlora", "lower_precision")
+
+
+def available_devices() -> list[str]:
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """The named device, checked; with no name, CUDA if present, else MPS, else the CPU."""
+    devices = available_devices()
+    if device is None:
+        device = "cuda" if "cuda" in devices else "mps" if "mps" in devices else "cpu"
+    if str(device) not in devices:
+        raise UsageError(f"device {device!r} is not available here; choose from: {', '.join(devices)}")
+    return torch.device(device)
+
+
+def load_model(name: str, checkpoint: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
+    check_names([name])
+    module = importlib.import_module(f"{__package__}.{name}")
+    return module.load(checkpoint).to(device)
+
+
+def check_names(names) -> list[str]:
+    """Model names from the command line, checked before any model is loaded."""
+    names = [str(n) for n in names]
+    for name in names:
+        if name not in MODEL_NAMES:
+            raise UsageError(f"unknown model {name!r}; choose from: {', '.join(MODEL_NAMES)}")
+    return names

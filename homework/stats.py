@@ -1,0 +1,71 @@
+"""
+Parameter counts and memory of one or more models, side by side:
+
+    python -m homework.stats bignet half_precision lora low_precision qlora lower_precision
+
+Theoretical memory  what the model's parameters and buffers take, from their sizes and dtypes.
+Actual memory       what the allocator handed out while the model was loaded and moved to the
+                    device, and still holds: every tensor the model keeps, hidden ones included.
+Forward memory      the peak allocated during one forward pass of a batch (default 1024 inputs)
+                    under torch.no_grad(), above what the model and the batch already hold:
+                    activations, the output, and temporaries such as dequantized weights.
+Backward memory     the same for a forward and backward pass of that batch (loss: the mean output),
+                    including the gradients it leaves on the trainable parameters.
+MB means 2**20 bytes, M a million parameters.
+"""
+
+import torch
+
+from .cli import run
+from .memory import MB, AllocationTrace, parameter_counts, theoretical_bytes
+from .models import check_names, load_model, pick_device
+
+ROWS = ("Trainable params", "Non-trainable params", "Total params", "Theoretical memory", "Actual memory", "Forward memory", "Backward memory")
+
+
+def model_stats(name: str, device: torch.device | str = "cpu", checkpoint=None, batch_size: int = 1024) -> dict[str, str]:
+    """One column of the table: each row's figure as printed."""
+    with AllocationTrace() as loading:
+        model = load_model(name, checkpoint, device)
+    trainable, frozen = parameter_counts(model)
+    x = torch.randn(batch_size, 1024, generator=torch.Generator().manual_seed(0)).to(device)
+
+    with torch.no_grad():
+        model(x)  # warm-up: a device's first matmul allocates library workspaces (cuBLAS) that are not the model's
+        with AllocationTrace() as forward:
+            model(x)
+
+    if trainable:
+        with AllocationTrace() as backward:
+            model(x).mean().backward()
+        backward_memory = f"{backward.peak / MB:.2f} MB"
+    else:
+        backward_memory = "nothing to train"
+
+    return {
+        "Trainable params": f"{trainable / 1e6:.2f} M",
+        "Non-trainable params": f"{frozen / 1e6:.2f} M",
+        "Total params": f"{(trainable + frozen) / 1e6:.2f} M",
+        "Theoretical memory": f"{theoretical_bytes(model) / MB:.2f} MB",
+        "Actual memory": f"{loading.net / MB:.2f} MB",
+        "Forward memory": f"{forward.peak / MB:.2f} MB",
+        "Backward memory": backward_memory,
+    }
+
+
+def format_table(columns: dict[str, dict[str, str]]) -> str:
+    width = max(16, *(len(name) + 2 for name in columns))
+    lines = [" " * 22 + "".join(f"{name:>{width}}" for name in columns)]
+    for row in ROWS:
+        lines.append(f"{row:<22}" + "".join(f"{column[row]:>{width}}" for column in columns.values()))
+    return "\n".join(lines)
+
+
+def main(*models: str, device: str | None = None, checkpoint: str | None = None, batch_size: int = 1024):
+    names = check_names(models or ["bignet"])
+    device = pick_device(device)
+    print(format_table({name: model_stats(name, device, checkpoint, batch_size) for name in names}))
+
+
+if __name__ == "__main__":
+    run(main)
