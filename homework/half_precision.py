@@ -13,6 +13,30 @@ import torch
 from .bignet import BigNet, load_weights
 
 
+class _FrozenWeightMatmul(torch.autograd.Function):
+    """
+    x @ W^T for a frozen weight W that `make_weight()` rebuilds in float32 from compact storage.
+    Plain autograd would keep each rebuilt W until the backward pass: 4 MB per layer, as much as a
+    float32 model in all, which would undo the memory saving during training. This keeps nothing
+    and rebuilds W when the backward pass needs it (bitsandbytes does the same for its 4-bit layers).
+    """
+
+    @staticmethod
+    def forward(ctx, x, make_weight):
+        ctx.make_weight = make_weight
+        return x @ make_weight().to(x.dtype).T
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output @ ctx.make_weight().to(grad_output.dtype), None  # no gradient for W: it is frozen
+
+
+def linear_with_frozen_weight(x: torch.Tensor, make_weight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """torch.nn.functional.linear, for layers that store their frozen weight in a compact form."""
+    y = _FrozenWeightMatmul.apply(x, make_weight)
+    return y if bias is None else y + bias.to(y.dtype)
+
+
 class HalfLinear(torch.nn.Linear):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         # Same parameter names as torch.nn.Linear, so a float32 checkpoint loads as is
@@ -22,8 +46,7 @@ class HalfLinear(torch.nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # One layer's weights exist in float32 at a time, for this matmul only.
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return torch.nn.functional.linear(x, self.weight.to(x.dtype), bias)
+        return linear_with_frozen_weight(x, lambda: self.weight, self.bias)
 
 
 class HalfBigNet(BigNet):

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .bignet import BigNet, load_weights
+from .half_precision import linear_with_frozen_weight
 
 
 def block_quantize_4bit(x: torch.Tensor, group_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,8 +65,9 @@ class Linear4Bit(torch.nn.Module):
         return block_dequantize_4bit(self.weight_q4, self.weight_norm).view(self.out_features, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Only one layer's float32 weights exist at a time, and only during its own matmul.
-        return torch.nn.functional.linear(x, self.dequantized_weight().to(x.dtype), self.bias)
+        # Only one layer's float32 weights exist at a time, and only during its own matmul
+        # (and again during its backward pass, rather than kept in between).
+        return linear_with_frozen_weight(x, self.dequantized_weight, self.bias)
 
 
 class BigNet4Bit(BigNet):

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .bignet import BigNet, load_weights
+from .half_precision import linear_with_frozen_weight
 
 BITS = 3
 LEVELS = 2**BITS - 1  # codes 0..7
@@ -99,9 +100,12 @@ class Linear3Bit(torch.nn.Module):
             state_dict[f"{prefix}weight_q3"], state_dict[f"{prefix}weight_norm"] = block_quantize_3bit(rotated.flatten(), self.group_size)
             state_dict[f"{prefix}signs"] = signs
 
+    def dequantized_weight(self) -> torch.Tensor:
+        """The rotated weight W M (see the module docstring), in float32."""
+        return block_dequantize_3bit(self.weight_q3, self.weight_norm).view(self.out_features, self.in_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = block_dequantize_3bit(self.weight_q3, self.weight_norm).view(self.out_features, self.in_features)
-        return torch.nn.functional.linear(hadamard_rotate(x, self.signs), weight.to(x.dtype), self.bias)
+        return linear_with_frozen_weight(hadamard_rotate(x, self.signs), self.dequantized_weight, self.bias)
 
 
 class BigNet3Bit(BigNet):

@@ -1,0 +1,105 @@
+"""The command-line tools, run as a student runs them, and the functions behind them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from homework.fit import fit, noise_classification
+from homework.models import load_model
+from homework.stats import model_stats
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_tool(*args, cwd=None):
+    """Run `python -m homework.<tool> ...` from another folder: no tool may depend on where it is started."""
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
+
+
+def test_stats_match_the_handout(checkpoint_path):
+    columns = {name: model_stats(name, "cpu", checkpoint_path, batch_size=16) for name in ("bignet", "half_precision", "low_precision")}
+    assert [columns[n]["Theoretical memory"] for n in columns] == ["72.11 MB", "36.07 MB", "11.36 MB"]
+    assert [columns[n]["Actual memory"] for n in columns] == ["72.11 MB", "36.07 MB", "11.36 MB"]
+    assert [columns[n]["Total params"] for n in columns] == ["18.90 M", "18.90 M", "10.65 M"]
+    assert [columns[n]["Trainable params"] for n in columns] == ["18.90 M", "0.01 M", "0.03 M"]
+    # A backward pass leaves a gradient for each trainable parameter: 72.11 MB of them for BigNet.
+    assert 72.11 < float(columns["bignet"]["Backward memory"].split()[0]) < 80
+
+
+def test_stats_cli(tmp_path, checkpoint_path):
+    result = run_tool("homework.stats", "bignet", "lower_precision", "--device", "cpu", "--batch-size", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["bignet", "lower_precision"] and len(lines) == 8
+    assert lines[4].split() == ["Theoretical", "memory", "72.11", "MB", "8.00", "MB"]
+    assert lines[5].split() == ["Actual", "memory", "72.11", "MB", "8.00", "MB"]
+
+
+def test_stats_says_when_there_is_nothing_to_train(checkpoint_path, monkeypatch):
+    import homework.stats
+
+    def frozen_model(*args):
+        return load_model(*args).requires_grad_(False)
+
+    monkeypatch.setattr(homework.stats, "load_model", frozen_model)
+    assert model_stats("half_precision", "cpu", checkpoint_path, batch_size=4)["Backward memory"] == "nothing to train"
+
+
+def test_compare_cli(tmp_path, checkpoint_path):
+    result = run_tool("homework.compare", "bignet", "half_precision", "low_precision", "--device", "cpu", "--n-inputs", "256", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    header, half, low = result.stdout.splitlines()
+    assert header.split() == ["vs", "bignet", "max", "abs", "diff", "mean", "abs", "diff"]
+    assert half.split()[0] == "half_precision" and float(half.split()[1]) < 0.002
+    assert low.split()[0] == "low_precision" and 0.01 < float(low.split()[2]) < 0.03
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["homework.stats", "bignet", "fancy_net"], "error: unknown model 'fancy_net'; choose from: bignet, half_precision, lora, low_precision, qlora, lower_precision"),
+        (["homework.compare", "bignet", "lora", "--device", "tpu"], "error: device 'tpu' is not available here; choose from: cpu"),
+        (["homework.compare", "bignet"], "error: give at least two models: the first is the reference, e.g. bignet half_precision"),
+        (["homework.fit", "lora", "--checkpoint", "missing.pth"], "error: no checkpoint at "),
+    ],
+)
+def test_tools_report_mistakes_in_one_line(args, error, tmp_path):
+    result = run_tool(*args, cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1
+
+
+def test_fit_cli(tmp_path, checkpoint_path):
+    result = run_tool("homework.fit", "qlora", "--steps", "2", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("step   1  loss ") and "qlora: best accuracy" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["lora", "qlora"])
+def test_lora_variants_fit_the_noise_within_50_steps(name, checkpoint_path):
+    torch.manual_seed(0)
+    net = load_model(name, checkpoint_path)
+    accuracies = []
+    best = fit(net, *noise_classification(seed=0), steps=50, stop_at=0.8, log=accuracies.append)
+    assert best >= 0.8
+    assert len(accuracies) <= 20  # it gets there in about a dozen steps; 50 is the promise
+
+
+def test_fit_is_deterministic(checkpoint_path):
+    logs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        log = []
+        fit(load_model("lora", checkpoint_path), *noise_classification(n_samples=200, seed=0), steps=3, log=log.append)
+        logs.append(log)
+    assert logs[0] == logs[1] and len(logs[0]) == 3
+
+
+def test_fit_refuses_a_model_with_nothing_to_train(checkpoint_path):
+    from homework.cli import UsageError
+
+    with pytest.raises(UsageError, match="no trainable parameters: there is nothing to fit"):
+        fit(load_model("half_precision", checkpoint_path).requires_grad_(False), *noise_classification(n_samples=10))

@@ -1,0 +1,162 @@
+"""Every BigNet variant: its size, what it really allocates, its outputs, saving and moving it."""
+
+import io
+
+import pytest
+import torch
+
+from homework import half_precision, lora, low_precision, lower_precision, qlora
+from homework.cli import CheckpointError
+from homework.memory import MB, AllocationTrace, parameter_counts, theoretical_bytes
+from homework.models import MODEL_NAMES, load_model
+
+# (trainable, non-trainable, bytes): from the layer shapes and dtypes, worked out by hand.
+LINEAR = 1024 * 1024  # weights of one of the 18 Linear layers
+LAYER_NORMS = 5 * 2 * 1024
+ADAPTERS = 18 * 2 * 32 * 1024  # LoRA rank 32, float32
+EXPECTED_SIZES = {
+    "bignet": (18_903_040, 0, 75_612_160),
+    "half_precision": (LAYER_NORMS, 18 * (LINEAR + 1024), 18 * (LINEAR + 1024) * 2 + LAYER_NORMS * 4),
+    "lora": (LAYER_NORMS + ADAPTERS, 18 * (LINEAR + 1024), 37_826_560 + ADAPTERS * 4),
+    # 4-bit: per layer LINEAR / 2 bytes of codes and LINEAR / 16 float16 scales; float32 bias.
+    "low_precision": (LAYER_NORMS + 18 * 1024, 18 * (LINEAR // 2 + LINEAR // 16), 11_911_168),
+    "qlora": (LAYER_NORMS + ADAPTERS, 18 * (LINEAR // 2 + LINEAR // 16 + 1024), 11_911_168 + ADAPTERS * 4),
+    # 3-bit: per layer 3 * LINEAR / 8 bytes of bit planes, LINEAR / 32 float16 scales, 1024 int8 signs.
+    "lower_precision": (LAYER_NORMS + 18 * 1024, 18 * (3 * LINEAR // 8 + LINEAR // 32 + 1024), 8_390_656),
+}
+# Mean and max absolute output difference from BigNet on 1024 random inputs: measured, then a margin.
+# Measured: half 0.00006 / 0.00037, 4-bit 0.0198 / 0.121, 3-bit 0.0630 / 0.410.
+OUTPUT_BOUNDS = {
+    "half_precision": (0.0002, 0.002),
+    "lora": (0.0002, 0.002),
+    "low_precision": (0.025, 0.2),
+    "qlora": (0.025, 0.2),
+    "lower_precision": (0.08, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sizes_and_actual_memory(name, checkpoint_path):
+    with AllocationTrace() as loading:
+        net = load_model(name, checkpoint_path)
+    trainable, frozen, size = EXPECTED_SIZES[name]
+    assert parameter_counts(net) == (trainable, frozen)
+    assert theoretical_bytes(net) == size
+    assert loading.net == pytest.approx(size, rel=0.01)
+
+
+def test_the_handouts_figures(checkpoint_path):
+    assert [round(EXPECTED_SIZES[n][2] / MB, 2) for n in ("bignet", "half_precision", "low_precision")] == [72.11, 36.07, 11.36]
+    assert EXPECTED_SIZES["lower_precision"][2] < 9 * MB
+
+
+def test_a_hidden_float32_copy_shows_in_actual_memory(checkpoint_path):
+    class SneakyHalfBigNet(half_precision.HalfBigNet):
+        def load_state_dict(self, state_dict, *args, **kwargs):
+            self.stash = [v.clone() for v in state_dict.values()]  # a plain attribute: not a parameter or buffer
+            return super().load_state_dict(state_dict, *args, **kwargs)
+
+    with AllocationTrace() as loading:
+        net = half_precision.load_weights(SneakyHalfBigNet(), checkpoint_path)
+    assert theoretical_bytes(net) == EXPECTED_SIZES["half_precision"][2]
+    assert loading.net > 2.9 * theoretical_bytes(net)  # 36 MB of float16 plus 72 MB of float32
+
+
+@pytest.mark.parametrize("name", OUTPUT_BOUNDS)
+def test_outputs_close_to_bignet(name, checkpoint_path, inputs, reference_output):
+    with torch.no_grad():
+        diff = (load_model(name, checkpoint_path)(inputs) - reference_output).abs()
+    mean_bound, max_bound = OUTPUT_BOUNDS[name]
+    assert diff.mean() < mean_bound and diff.max() < max_bound
+    assert diff.mean() > 0 or name in ("half_precision", "lora")  # a quantized model cannot be exact
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_state_dict_round_trip(name, checkpoint_path, inputs):
+    net = load_model(name, checkpoint_path)
+    with torch.no_grad():
+        for p in net.parameters():  # train-like changes, adapters included, must survive saving
+            if p.requires_grad:
+                p.add_(0.01)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    fresh = type(net)()
+    fresh.load_state_dict(torch.load(buffer, weights_only=True), strict=True)
+    with torch.no_grad():
+        assert torch.equal(fresh(inputs[:16]), net(inputs[:16]))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_to_device_moves_everything(name, checkpoint_path):
+    net = load_model(name, checkpoint_path, device="meta")
+    assert {t.device.type for t in net.state_dict().values()} == {"meta"}
+    if torch.cuda.is_available():
+        cpu_net, cuda_net = load_model(name, checkpoint_path), load_model(name, checkpoint_path, "cuda")
+        x = torch.randn(4, 1024)
+        with torch.no_grad():
+            assert torch.allclose(cuda_net(x.cuda()).cpu(), cpu_net(x), atol=1e-3)
+
+
+@pytest.mark.parametrize("module, base_module", [(lora, half_precision), (qlora, low_precision)])
+def test_lora_starts_as_its_base_and_trains_only_adapters(module, base_module, checkpoint_path, inputs):
+    net, base = module.load(checkpoint_path), base_module.load(checkpoint_path)
+    with torch.no_grad():
+        assert torch.equal(net(inputs[:64]), base(inputs[:64]))
+    adapters = {n: p for n, p in net.named_parameters() if ".lora_" in n}
+    assert len(adapters) == 36 and all(p.dtype == torch.float32 and p.requires_grad for p in adapters.values())
+
+    net(inputs[:64]).square().mean().backward()
+    with_grad = {n for n, p in net.named_parameters() if p.grad is not None}
+    layer_norms = {n for n in with_grad if n.split(".")[1] in "13579"}  # model.<odd>: the LayerNorms
+    assert with_grad == set(adapters) | layer_norms and len(layer_norms) == 10
+    assert all(adapters[n].grad.abs().sum() > 0 for n in adapters if n.endswith("lora_b.weight"))
+
+
+@pytest.mark.parametrize("change", ["drop a base weight", "add an unknown key"])
+def test_lora_tolerates_only_missing_adapters(change, checkpoint_path, tmp_path):
+    state = torch.load(checkpoint_path, weights_only=True)
+    if change == "drop a base weight":
+        del state["model.2.model.4.bias"]
+    else:
+        state["model.0.model.0.lora_c.weight"] = torch.zeros(1)
+    torch.save(state, tmp_path / "changed.pth")
+    with pytest.raises(CheckpointError, match="missing model.2.model.4.bias" if "drop" in change else "unexpected model.0.model.0.lora_c"):
+        lora.load(tmp_path / "changed.pth")
+
+
+def test_sub_4bit_quantizer_round_trip():
+    x = torch.randn(4096, generator=torch.Generator().manual_seed(1))
+    planes, norm = lower_precision.block_quantize_3bit(x, group_size=32)
+    assert planes.shape == (3, 512) and planes.dtype == torch.uint8 and norm.shape == (128, 1)
+    error = (lower_precision.block_dequantize_3bit(planes, norm) - x).view(-1, 32).abs()
+    assert (error <= norm.float() / 7 * 1.001).all()  # 8 levels: half a step is scale / 7
+
+
+def test_bit_planes_and_rotation():
+    codes = torch.randint(0, 8, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    planes = lower_precision.pack_bit_planes(codes, bits=3)
+    assert planes[1, 0] == sum(((codes[i] >> 1) & 1) << i for i in range(8))  # bit 1 of the first 8 codes
+    assert torch.equal(lower_precision.unpack_bit_planes(planes), codes)
+
+    signs = lower_precision.random_signs(1024)
+    x, w = torch.randn(8, 1024), torch.randn(16, 1024)
+    rotate = lower_precision.hadamard_rotate
+    assert torch.allclose(rotate(x, signs) @ rotate(w, signs).T, x @ w.T, atol=1e-3)  # orthogonal: products kept
+    assert torch.allclose(rotate(x, signs).norm(dim=1), x.norm(dim=1), rtol=1e-5)
+    spiky = torch.zeros(1, 1024)
+    spiky[0, 7] = 1.0
+    assert rotate(spiky, signs).abs().max() == pytest.approx(1 / 32)  # an outlier spreads over the whole row
+
+
+def test_frozen_weight_layers_give_the_true_input_gradient():
+    # The low-precision layers rebuild their weight in the backward pass instead of keeping it:
+    # the input gradient must be what plain autograd computes through torch.nn.functional.linear.
+    layer = half_precision.HalfLinear(64, 32)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(32, 64))
+    x = torch.randn(5, 64, requires_grad=True)
+    (layer(x) * torch.arange(32.0)).sum().backward()
+    expected = torch.autograd.grad((torch.nn.functional.linear(x, layer.weight.float(), layer.bias.float()) * torch.arange(32.0)).sum(), x)[0]
+    assert torch.allclose(x.grad, expected, atol=1e-5)
+    assert layer.weight.grad is None
