@@ -1,0 +1,1 @@
+"""Grader for homework 1: checks a submission zip and scores the homework package inside."""

@@ -1,0 +1,85 @@
+"""
+    python -m grader homework -v              # grade a homework package folder (-vv: also what each part printed)
+    python -m grader 12345678.zip             # grade a submission zip, as made by bundle.py
+    python -m grader homework --json results.json --hidden staff.json
+    python -m grader batch submissions/ --out results.csv --jobs 4
+
+Exit code 0 whenever grading ran, whatever the score; 1, with a one-line error, when it could not.
+"""
+
+import argparse
+import os
+import sys
+
+from .grade import InvalidSubmission, grade_submission
+from .parts import PART_NAMES, TIMEOUT, GraderError, load_suite
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if os.name == "nt":  # process groups, resource limits and fd passing are POSIX
+            raise GraderError("the grader runs on Linux and macOS; on Windows, run it in WSL")
+        if argv[:1] == ["batch"]:
+            from .batch import batch
+
+            options = batch_parser().parse_args(argv[1:])
+            batch(options.folder, options.out, options.jobs, options.force, options.hidden, options.timeout)
+        else:
+            grade_one(parser().parse_args(argv))
+    except GraderError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def grade_one(options: argparse.Namespace) -> None:
+    from .report import render, write_error_json, write_json
+
+    try:
+        suite = load_suite(options.hidden)
+        report = grade_submission(options.submission, suite=suite, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()))
+    except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
+        print(f"invalid zip, 0 points: {e}")
+        if options.json:  # Gradescope still needs a results.json to show the student why
+            write_error_json(options.json, str(e), "invalid zip")
+        return
+    except GraderError as e:
+        if options.json:
+            write_error_json(options.json, str(e), "error")
+        raise
+    print(render(report, options.verbose, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    if options.json:
+        write_json(report, options.json)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader", description="Grade a homework submission (a zip, or a homework package folder).")
+    p.add_argument("submission", help="a submission zip, or the homework package folder")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: every case; -vv: also what each part printed")
+    p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
+    p.add_argument("--part", action="append", choices=PART_NAMES, help="grade only this part (repeatable)")
+    add_common(p)
+    return p
+
+
+def batch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader batch", description="Grade every zip in a folder (staff).")
+    p.add_argument("folder", help="a folder of submission zips named ID.zip")
+    p.add_argument("--out", default="results.csv", help="the CSV to write; feedback goes to a folder beside it")
+    p.add_argument("--force", action="store_true", help="regrade submissions that already have results")
+    add_common(p)
+    return p
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hidden", metavar="CONFIG", help="the staff's hidden cases (JSON); default: $GRADER_HIDDEN, else the public cases")
+    p.add_argument("--jobs", type=int, default=None, help="processes side by side (default: one per core)")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds per part (default {TIMEOUT})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

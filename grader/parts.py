@@ -1,0 +1,123 @@
+"""
+What is graded: the parts, their points, every threshold, and the cases a grading run covers.
+
+Each threshold sits next to what the reference solution measures (CPU, torch 2.13, the public
+case: the default checkpoint and 256 inputs of seed 0). Staff add hidden cases with a JSON file
+(see `load_suite` and grader/README.md) without changing anything here.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 2**20  # the handout's MB
+
+
+class GraderError(Exception):
+    """The grader itself cannot run (a bad path, a bad config): one line, no traceback."""
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # the homework module, e.g. "low_precision"
+    title: str
+    points: dict  # case kind -> points: output, memory, adapters, training
+    memory_limit: float  # bytes, for the theoretical and the allocated size of the loaded model
+    max_diff: float  # max |output - BigNet's output| on the public case
+    mean_diff: float | None  # mean |output - BigNet's output| on the public case, where checked
+    scheme: str  # the reference module whose error on a hidden checkpoint scales these thresholds
+    extra_credit: bool = False  # all-or-nothing, on top of the 100 points
+
+    @property
+    def max_score(self) -> float:
+        return sum(self.points.values())
+
+
+PARTS = (
+    # Reference: max diff 0.00032 (the handout's tolerance is 0.002); 36.07 MB. One float32 layer more is 40.07 MB.
+    Part("half_precision", "Half precision", {"output": 10, "memory": 10}, 40 * MB, 0.002, None, "half_precision"),
+    # Reference: the half-precision outputs at load (B starts at zero); 40.57 MB. Up to 10 MB of adapters: rank 64 fits.
+    Part("lora", "LoRA", {"output": 10, "memory": 5, "adapters": 5, "training": 10}, 50 * MB, 0.002, None, "half_precision"),
+    # Reference: mean diff 0.0197, max 0.109 (2.5x and 2.8x margins; a swapped nibble order gives 0.22 and 1.2); 11.36 MB.
+    # Codes unpacked to one per byte take 19.3 MB.
+    Part("low_precision", "4-bit", {"output": 10, "memory": 10}, 15 * MB, 0.3, 0.05, "low_precision"),
+    # Reference: the 4-bit outputs at load; 15.86 MB. The 4-bit limit plus 10 MB of adapters, as for LoRA.
+    Part("qlora", "QLoRA", {"output": 10, "memory": 5, "adapters": 5, "training": 10}, 25 * MB, 0.3, 0.05, "low_precision"),
+    # Reference: mean diff 0.0629, max 0.346; 8.00 MB. The limits are the handout's.
+    Part("lower_precision", "Lower precision (extra credit)", {"output": 2, "memory": 3}, 9 * MB, 0.5, 0.1, "lower_precision", extra_credit=True),
+)
+PART_NAMES = tuple(part.name for part in PARTS)
+
+# The kernel's count of what a model holds also has the interpreter's objects for it: modules, their
+# code, Python objects. Measured 0.4 to 1.8 MB above the allocator's count for the reference models.
+RESIDENT_SLACK = 2 * MB
+# A forward pass that needs as much memory as BigNet's float32 weights (72.11 MB) has them.
+# Reference: at most 12.3 MB allocated and 25 MB resident (profiler buffers included) for 256 inputs.
+FORWARD_LIMIT = 18_903_040 * 4
+# LoRA adapters: trainable, float32, at least rank 1 on all 18 layers, and the base frozen: trainable
+# parameters under a quarter of BigNet's 18.9 M. Reference: 1.19 M (rank 32, plus the LayerNorms).
+MIN_TRAINABLE = 18 * 2 * 1024
+MAX_TRAINABLE = 18_903_040 // 4
+# The training objective: homework.fit's noise classification, smaller (128 samples, not 1000) to be fast.
+# Reference: from 0.50 (chance) to 0.80 in 5 steps. Partial credit from the model's starting accuracy to the target.
+TRAINING = {"samples": 128, "steps": 20, "lr": 1e-3, "target": 0.8}
+
+TIMEOUT = 120  # seconds per part; the reference takes under 15 s on 2 cores with every part running
+MEMORY_CAP = 2 * 2**30  # per part; the reference stays under 0.5 GB
+OUTPUT_CAP = 4 * MB  # what a part may print
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    seed: int = 0
+    family: str = "default"  # default, gaussian, heavy_tailed: see homework/checkpoint.py
+
+
+@dataclass(frozen=True)
+class Inputs:
+    seed: int = 0
+    n: int = 256
+
+
+@dataclass(frozen=True)
+class Suite:
+    """
+    The cases of one grading run. Memory is measured on the first checkpoint; outputs on every
+    checkpoint and batch of inputs; training once per seed. The output (and training) points of a
+    part are shared equally among its cases.
+    """
+
+    checkpoints: tuple = (Checkpoint(),)
+    inputs: tuple = (Inputs(),)
+    train_seeds: tuple = (0,)
+
+
+PUBLIC = Suite()
+PUBLIC_CASE = (Checkpoint(), Inputs())  # the case the thresholds above were set on
+HIDDEN_ENV = "GRADER_HIDDEN"
+
+
+def load_suite(path: str | Path | None = None) -> Suite:
+    """The staff's hidden suite from a JSON file (`path`, or the GRADER_HIDDEN variable), else the public one."""
+    path = path or os.environ.get(HIDDEN_ENV)
+    if not path:
+        return PUBLIC
+    try:
+        config = json.loads(Path(path).read_text())
+        unknown = set(config) - {"checkpoints", "inputs", "train_seeds"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)}")
+        suite = Suite(
+            checkpoints=tuple(Checkpoint(**c) for c in config.get("checkpoints", [{}])),
+            inputs=tuple(Inputs(**i) for i in config.get("inputs", [{}])),
+            train_seeds=tuple(int(s) for s in config.get("train_seeds", [0])),
+        )
+    except (OSError, ValueError, TypeError) as e:
+        raise GraderError(f"cannot use the hidden config {path}: {e}") from None
+    for checkpoint in suite.checkpoints:
+        if checkpoint.family not in ("default", "gaussian", "heavy_tailed"):
+            raise GraderError(f"hidden config {path}: unknown weight family {checkpoint.family!r}")
+    if not suite.checkpoints or not suite.inputs or not all(0 < i.n <= 4096 for i in suite.inputs):
+        raise GraderError(f"hidden config {path}: needs at least one checkpoint and input batches of 1 to 4096")
+    return suite

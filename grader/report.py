@@ -1,0 +1,86 @@
+"""
+A grading report as text (a per-part table; -v adds each case, -vv what each part printed) and as
+Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
+"""
+
+import json
+from pathlib import Path
+
+from .grade import PartResult, Report
+
+COLOURS = {"full": "\033[32m", "partial": "\033[33m", "none": "\033[31m", "dim": "\033[2m"}
+RESET = "\033[0m"
+PRINTED_LINES = 40  # of each part's output, with -vv
+
+
+def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
+    def paint(text: str, how: str) -> str:
+        return f"{COLOURS[how]}{text}{RESET}" if colour else text
+
+    width = max(len(p.part.title) for p in report.parts) + 2
+    lines = [f"Grading {report.submission}", ""]
+    for result in report.parts:
+        note = result.reason if result.status != "ok" else ""
+        if verbose:
+            note += f" ({result.seconds:.0f} s)"
+        lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
+        if verbose and result.status == "ok":
+            for case in result.cases:
+                lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6g} / {case.max_score:g}", level(case.score, case.max_score)) + f"  {case.message}")
+        if verbose > 1 and result.output.strip():
+            printed = result.output.rstrip().splitlines()[-PRINTED_LINES:]
+            lines += [paint(f"    | {line}", "dim") for line in printed]
+    max_total = sum(p.part.max_score for p in report.parts if not p.part.extra_credit)
+    extra = [p for p in report.parts if p.part.extra_credit]
+    lines.append("")
+    total = f"{'Total':<{width}}" + paint(f"{report.total:>6g} / {max_total:g}", level(report.total, max_total))
+    if extra:
+        total += f"  + {report.extra_credit:g} / {sum(p.part.max_score for p in extra):g} extra credit"
+    lines.append(total + f"  ({report.seconds:.0f} s)")
+    return "\n".join(lines)
+
+
+def level(score: float, max_score: float) -> str:
+    return "full" if score >= max_score else "partial" if score > 0 else "none"
+
+
+def gradescope(report: Report) -> dict:
+    """results.json: one test per case, the total (extra credit included) as the score, and the leaderboard."""
+    tests = [
+        {"name": f"{result.part.title}: {case.name}", "score": case.score if case_counts(result) else 0.0, "max_score": case.max_score, "output": case.message}
+        for result in report.parts
+        for case in result.cases
+    ]
+    results = {"score": round(report.total + report.extra_credit, 2), "tests": tests, "extra_data": summary(report)}
+    extra = [p for p in report.parts if p.part.extra_credit and {"memory", "mean_diff", "max_diff"} <= p.figures.keys()]
+    if extra:
+        figures = extra[0].figures
+        results["leaderboard"] = [
+            {"name": "Extra credit: memory (MB)", "value": round(figures["memory"] / 2**20, 3), "order": "asc"},
+            {"name": "Extra credit: mean abs diff", "value": round(figures["mean_diff"], 5), "order": "asc"},
+            {"name": "Extra credit: max abs diff", "value": round(figures["max_diff"], 5), "order": "asc"},
+        ]
+    return results
+
+
+def summary(report: Report) -> dict:
+    """What batch mode reads back: per-part points and status, the total and the extra credit."""
+    parts = {r.part.name: {"score": r.score, "status": r.status, "reason": r.reason} for r in report.parts}
+    statuses = {r.status for r in report.parts}
+    status = "timeout" if "timeout" in statuses else "crashed" if "crashed" in statuses else "graded"
+    return {"status": status, "parts": parts, "total": report.total, "extra_credit": report.extra_credit}
+
+
+def case_counts(result: PartResult) -> bool:
+    """An all-or-nothing part's cases count only when the whole part passes."""
+    return result.score > 0 or not result.part.extra_credit
+
+
+def write_json(report: Report, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(gradescope(report), indent=2))
+
+
+def write_error_json(path: str | Path, message: str, status: str) -> None:
+    """results.json for a submission that could not be graded at all."""
+    results = {"score": 0.0, "output": message, "tests": [], "extra_data": {"status": status, "reason": message}}
+    Path(path).write_text(json.dumps(results, indent=2))

@@ -1,0 +1,187 @@
+"""
+The grader's command line (run as students and staff run it), its Gradescope JSON, batch mode and
+hidden cases; and its scoring rules on their own.
+"""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader import reference
+from grader.grade import check_output, check_training, grade
+from grader.parts import PARTS, PUBLIC, PUBLIC_CASE, Checkpoint, GraderError, Inputs, load_suite
+from grader.reference import output_limits
+from grader.sandbox import split_messages
+
+REPO = Path(__file__).resolve().parent.parent
+STUB = "def load(path=None):\n    raise NotImplementedError()\n"
+FOUR_BIT = next(part for part in PARTS if part.name == "low_precision")
+
+
+def run_grader(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def starter_zip(folder: Path, name: str) -> Path:
+    """A zip of the reference with every part left unimplemented: the quickest submission to grade."""
+    path = folder / f"{name}.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted((REPO / "homework").glob("*.py")):
+            text = STUB if file.stem in {p.name for p in PARTS} else file.read_text()
+            archive.writestr(f"homework/{file.name}", text)
+    return path
+
+
+def test_a_bad_path_is_a_one_line_error():
+    result = run_grader("no-such-folder")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: no such file or folder: no-such-folder"]
+
+
+def test_a_folder_without_a_package_is_a_one_line_error(tmp_path):
+    result = run_grader(str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"error: {tmp_path} is not a homework package folder (no __init__.py)"]
+
+
+def zip_of(path: Path, entries: dict, method=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", method) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+INIT = {"homework/__init__.py": ""}
+BAD_ZIPS = {  # name -> (entries, how they are stored, what the one line says); tests/test_submission.py has the rest
+    "zip_slip": ({**INIT, "homework/../../escaped.py": "x = 1"}, zipfile.ZIP_DEFLATED, "could escape the folder"),
+    "zip_bomb": ({**INIT, "homework/data.py": bytes(5 * 2**20)}, zipfile.ZIP_DEFLATED, "looks like a zip bomb"),
+    "oversized": ({**INIT, "homework/data.py": bytes(21 * 2**20)}, zipfile.ZIP_STORED, "the limit is 20.0 MB"),
+    "no_package": ({"hw/__init__.py": ""}, zipfile.ZIP_DEFLATED, "homework"),
+}
+
+
+@pytest.mark.parametrize("name", [*BAD_ZIPS, "not_a_zip"])
+def test_an_invalid_zip_scores_0_in_one_line_with_results_json(tmp_path, name):
+    if name == "not_a_zip":
+        submission, says = tmp_path / "abc123.zip", "not a zip file"
+        submission.write_text("not a zip")
+    else:
+        entries, method, says = BAD_ZIPS[name]
+        submission = zip_of(tmp_path / "abc123.zip", entries, method)
+    result = run_grader(str(submission), "--json", str(tmp_path / "results.json"))
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("invalid zip, 0 points: ") and says in result.stdout
+    assert len(result.stdout.splitlines()) == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["score"] == 0 and results["extra_data"]["status"] == "invalid zip" and says in results["output"]
+    assert not (tmp_path.parent / "escaped.py").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["abc123.zip", "results.json"]
+
+
+def test_batch_grades_every_zip_and_resumes(tmp_path):
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    starter_zip(submissions, "abc123")
+    (submissions / "xyz789.zip").write_text("not a zip")
+    out = tmp_path / "results.csv"
+    first = run_grader("batch", str(submissions), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    rows = {row["id"]: row for row in csv.DictReader(out.open())}
+    assert rows["abc123"]["status"] == "graded" and rows["abc123"]["score"] == "0.0" and rows["abc123"]["lora"] == "0.0"
+    assert rows["xyz789"]["status"] == "invalid zip" and "not a zip file" in rows["xyz789"]["reason"]
+    # Each submission's feedback: the -v report (a file, so no colour) and Gradescope's results.json.
+    feedback = tmp_path / "results-feedback"
+    report = (feedback / "abc123.txt").read_text()
+    assert "not implemented" in report and "0 / 100" in report and "\033[" not in report
+    results = json.loads((feedback / "abc123.json").read_text())
+    assert results["score"] == 0 and "leaderboard" not in results
+    assert {test["output"] for test in results["tests"]} == {"not implemented"}
+    assert sum(test["max_score"] for test in results["tests"]) == 105
+    assert all(set(test) == {"name", "score", "max_score", "output"} for test in results["tests"])
+    assert json.loads((feedback / "xyz789.json").read_text())["extra_data"]["status"] == "invalid zip"
+
+    again = run_grader("batch", str(submissions), "--out", str(out))
+    assert "(2 already graded)" in again.stderr
+    assert list(csv.DictReader(out.open())) == list(rows.values())
+
+
+def test_the_hidden_config_must_make_sense(tmp_path, monkeypatch):
+    config = tmp_path / "hidden.json"
+    config.write_text(json.dumps({"checkpoints": [{"seed": 1, "family": "spiky"}]}))
+    with pytest.raises(GraderError, match="unknown weight family 'spiky'"):
+        load_suite(config)
+    config.write_text(json.dumps({"inputs": [{"seed": 1, "n": 64}], "seeds": [1]}))
+    with pytest.raises(GraderError, match="unknown keys"):
+        load_suite(config)
+    assert load_suite() == PUBLIC
+    config.write_text(json.dumps({"inputs": [{"seed": 1, "n": 64}]}))
+    monkeypatch.setenv("GRADER_HIDDEN", str(config))
+    assert load_suite().inputs == (Inputs(1, 64),)
+
+
+def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
+    heavy, small = Checkpoint(1, "heavy_tailed"), Inputs(5, 64)
+    suite = load_suite(write_json(tmp_path / "hidden.json", {"checkpoints": [{}, vars(heavy)], "inputs": [{}, vars(small)], "train_seeds": [0, 1]}))
+    limits = output_limits(FOUR_BIT, suite)
+    assert limits[PUBLIC_CASE] == (FOUR_BIT.max_diff, FOUR_BIT.mean_diff)
+    assert all(max_diff >= FOUR_BIT.max_diff and mean_diff >= FOUR_BIT.mean_diff for max_diff, mean_diff in limits.values())
+    assert limits[heavy, Inputs()][1] > FOUR_BIT.mean_diff  # outliers stretch absmax scales: the reference's own error grows
+
+    report = grade(REPO / "homework", suite=suite, parts=("qlora",))
+    (qlora,) = report.parts
+    assert qlora.score == 30 and all(case.score == case.max_score for case in qlora.cases)
+    assert [case.name for case in qlora.cases] == [
+        "output",
+        "output [checkpoint seed 0 default, 64 inputs seed 5]",
+        "output [checkpoint seed 1 heavy_tailed, 256 inputs seed 0]",
+        "output [checkpoint seed 1 heavy_tailed, 64 inputs seed 5]",
+        "memory",
+        "adapters",
+        "training",
+        "training [seed 1]",
+    ]
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_training_credit_runs_from_the_starting_accuracy_to_the_target():
+    assert check_training({"start": 0.5, "best": 0.93, "steps": 5, "finite": True})[0] == 1.0
+    assert check_training({"start": 0.5, "best": 0.65, "steps": 20, "finite": True})[0] == pytest.approx(0.5)
+    assert check_training({"start": 0.6, "best": 0.6, "steps": 20, "finite": True})[0] == 0.0  # luck at the start is not learning
+    assert check_training({"start": 0.48, "best": 0.5, "steps": 20, "finite": False})[0] == 0.0  # NaN outputs pick class 0: chance
+    assert check_training({"start": 0.5, "best": float("nan"), "steps": 20, "finite": True}) == (0.0, "the accuracy is NaN")
+    assert check_training({"error": "LoraBigNet has no trainable parameters"})[0] == 0.0
+
+
+def test_outputs_must_be_finite_floats_of_the_right_shape():
+    reference_output = torch.zeros(4, 8)
+
+    def check(y):
+        buffer = io.BytesIO()
+        torch.save(y, buffer)
+        return check_output(buffer.getvalue(), reference_output, 0.002, None)[:2]
+
+    assert check(torch.full((4, 8), 0.001, dtype=torch.float16))[0]
+    assert check(torch.full((4, 8), float("nan"))) == (False, "the output has NaN or inf values")
+    assert check(torch.zeros(4, 7)) == (False, "the output is float32 (4, 7); expected float (4, 8)")
+    assert check(torch.zeros(4, 8, dtype=torch.long))[0] is False
+    assert check_output(b"junk", reference_output, 0.002, None)[:2] == (False, "the output could not be read back as a tensor")
+
+
+def test_messages_are_split_only_when_complete_and_well_formed():
+    message = b'{"kind": "output", "size": 3}\nabc'
+    assert split_messages(message + message[:5]) == ([({"kind": "output", "size": 3}, b"abc")], message[:5])
+    with pytest.raises(ValueError):
+        split_messages(b'{"kind": "output", "size": -1}\n')
+    with pytest.raises(ValueError):
+        split_messages(b"[1, 2]\n")
