@@ -25,24 +25,32 @@ def make_lora_adapters(in_features: int, out_features: int, lora_dim: int) -> tu
     so a freshly loaded model computes exactly what its base does; A starts random, so B gets a
     gradient from the first step.
     """
+    # BEGIN SOLUTION: the two float32 layers, without bias, initialised as this docstring says
     lora_a = torch.nn.Linear(in_features, lora_dim, bias=False, dtype=torch.float32)
     lora_b = torch.nn.Linear(lora_dim, out_features, bias=False, dtype=torch.float32)
     torch.nn.init.zeros_(lora_b.weight)
     return lora_a, lora_b
+    # END SOLUTION
 
 
 class LoRALinear(HalfLinear):
     def __init__(self, in_features: int, out_features: int, lora_dim: int, bias: bool = True):
+        # BEGIN SOLUTION: the frozen HalfLinear base, plus the adapters as self.lora_a and self.lora_b
         super().__init__(in_features, out_features, bias)  # frozen float16 base
         self.lora_a, self.lora_b = make_lora_adapters(in_features, out_features, lora_dim)
+        # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # BEGIN SOLUTION: the base layer's output plus the adapters', in float32
         return super().forward(x) + self.lora_b(self.lora_a(x))
+        # END SOLUTION
 
 
 class LoraBigNet(BigNet):
     def __init__(self, lora_dim: int = 32):
+        # BEGIN SOLUTION: a BigNet whose Linear layers are LoRALinear of rank lora_dim
         super().__init__(make_linear=partial(LoRALinear, lora_dim=lora_dim))
+        # END SOLUTION
 
 
 def load(path: str | Path | None = None, lora_dim: int = 32) -> LoraBigNet:

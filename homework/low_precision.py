@@ -57,22 +57,30 @@ class Linear4Bit(torch.nn.Module):
         # entries it does keep. A state dict saved by a quantized model already has those, and loads as is.
         if f"{prefix}weight" in state_dict:
             weight = state_dict.pop(f"{prefix}weight")
+            # BEGIN SOLUTION: quantize `weight` and put the two results in state_dict under the names of the two buffers
             weight_q4, weight_norm = block_quantize_4bit(weight.flatten(), self.group_size)
             state_dict[f"{prefix}weight_q4"] = weight_q4
             state_dict[f"{prefix}weight_norm"] = weight_norm
+            # END SOLUTION
 
     def dequantized_weight(self) -> torch.Tensor:
+        # BEGIN SOLUTION: the float32 weight matrix, shape (out_features, in_features), from the two buffers
         return block_dequantize_4bit(self.weight_q4, self.weight_norm).view(self.out_features, self.in_features)
+        # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # BEGIN SOLUTION: a Linear layer's output with the dequantized weight (see half_precision.linear_with_frozen_weight)
         # Only one layer's float32 weights exist at a time, and only during its own matmul
         # (and again during its backward pass, rather than kept in between).
         return linear_with_frozen_weight(x, self.dequantized_weight, self.bias)
+        # END SOLUTION
 
 
 class BigNet4Bit(BigNet):
     def __init__(self, group_size: int = 16):
+        # BEGIN SOLUTION: a BigNet whose Linear layers are Linear4Bit with this group size
         super().__init__(make_linear=lambda i, o: Linear4Bit(i, o, group_size=group_size))
+        # END SOLUTION
 
 
 def load(path: str | Path | None = None) -> BigNet4Bit:
