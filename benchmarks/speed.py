@@ -17,7 +17,7 @@ from homework.compare import random_inputs
 from homework.models import MODEL_NAMES, load_model, pick_device
 
 
-def _seconds(fn, repeats: int, device: torch.device) -> float:
+def median_seconds(fn, repeats: int, device: torch.device) -> float:
     def timed():
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -37,9 +37,9 @@ def main(device: str | None = None, repeats: int = 5, batch_sizes: tuple[int, ..
     load_model("bignet")  # creates the checkpoint if needed, outside the timings
     rows = {}
     for name in MODEL_NAMES:
-        load_seconds = _seconds(lambda: load_model(name, None, device), repeats, device)
+        load_seconds = median_seconds(lambda: load_model(name, None, device), repeats, device)
         net = load_model(name, None, device)
-        rows[name] = [load_seconds] + [_seconds(lambda: net(random_inputs(b, device=device)), repeats, device) for b in batch_sizes]
+        rows[name] = [load_seconds] + [median_seconds(lambda: net(random_inputs(b, device=device)), repeats, device) for b in batch_sizes]
     print(f"device: {device}, threads: {torch.get_num_threads()}, median of {repeats}")
     print(f"{'model':<17}{'load (s)':>10}" + "".join(f"{f'fwd b={b}':>14}{'vs fp32':>9}" for b in batch_sizes))
     for name, (load_seconds, *forward) in rows.items():

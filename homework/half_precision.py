@@ -33,6 +33,10 @@ class _FrozenWeightMatmul(torch.autograd.Function):
 
 def linear_with_frozen_weight(x: torch.Tensor, make_weight, bias: torch.Tensor | None = None) -> torch.Tensor:
     """torch.nn.functional.linear, for layers that store their frozen weight in a compact form."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        # Inference, or an input that needs no gradient: autograd keeps no weight, so the plain
+        # (and faster: the bias is added inside the matmul) linear is just as small.
+        return torch.nn.functional.linear(x, make_weight().to(x.dtype), None if bias is None else bias.to(x.dtype))
     y = _FrozenWeightMatmul.apply(x, make_weight)
     return y if bias is None else y + bias.to(y.dtype)
 

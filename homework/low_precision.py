@@ -38,7 +38,8 @@ def block_dequantize_4bit(x_quant_4: torch.Tensor, normalization: torch.Tensor) 
     """The inverse of `block_quantize_4bit`: a 1D float32 tensor, each value within scale/15 of the original."""
     codes = torch.stack([x_quant_4 & 0xF, x_quant_4 >> 4], dim=-1).view(x_quant_4.size(0), -1)
     scale = normalization.float()
-    return (codes.float() / 15 * (2 * scale) - scale).view(-1)
+    # Code c stands for scale * (2c/15 - 1): two passes over the weights, not four, keep this fast.
+    return (codes * (2 * scale / 15)).sub_(scale).view(-1)
 
 
 class Linear4Bit(torch.nn.Module):
