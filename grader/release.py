@@ -10,9 +10,9 @@ The parts students write are marked in the sources, one region per marker pair:
         ...the reference code...
         # END SOLUTION
 
-Regions are in homework/*.py and README.md. In the starter, a region inside a function becomes `raise NotImplementedError("<hint>")`; a region
-at module level, where raising would break every import, becomes the comment `# TODO: <hint>`.
-Markdown uses `<!-- BEGIN SOLUTION: text -->` ... `<!-- END SOLUTION -->`, and the region becomes
+Regions are in homework/*.py and README.md. In the starter, a region inside a function becomes
+`raise NotImplementedError("<hint>")`; a region at module level, where raising would break every
+import, becomes the comment `# TODO: <hint>`. Markdown uses `<!-- BEGIN SOLUTION: text -->` ... `<!-- END SOLUTION -->`, and the region becomes
 the text (nothing, without one). Every other line is copied byte for byte.
 """
 
@@ -32,7 +32,7 @@ MALFORMED = re.compile(r"^[ \t]*(?:#|<!--)[ \t]*(?:BEGIN|END)[ \t]*SOLUTION", re
 
 
 class MarkerError(ValueError):
-    """A region that is not closed, closed twice, or nested."""
+    """A marker out of place: a region not closed, closed twice, nested, misspelled, or without its hint."""
 
 
 def regions(text: str, name: str = "text") -> list[tuple[int, int, re.Match]]:
@@ -88,14 +88,11 @@ def release(out_dir: str | Path, repo: Path = REPO) -> list[Path]:
     """Write the starter to `out_dir` (new or empty); returns the files written."""
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise SystemExit(f"error: {out_dir} exists and is not an empty folder; the starter goes into a new one")
+        raise FileExistsError(f"{out_dir} exists and is not an empty folder; the starter goes into a new one")
     contents = {path: path.read_bytes() for path in files(RELEASED, repo)}
     # Every file is checked before any is written, so that a bad marker leaves no half-made starter.
-    try:
-        for path in files(MARKED, repo):
-            contents[path] = starter_text(contents[path].decode(), str(path.relative_to(repo))).encode()
-    except MarkerError as e:
-        raise SystemExit(f"error: {e}") from None
+    for path in files(MARKED, repo):
+        contents[path] = starter_text(contents[path].decode(), str(path.relative_to(repo))).encode()
     for source, content in contents.items():
         target = out_dir / source.relative_to(repo)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +103,10 @@ def release(out_dir: str | Path, repo: Path = REPO) -> list[Path]:
 def main(argv: list[str]) -> None:
     if len(argv) != 1 or argv[0].startswith("-"):
         raise SystemExit("usage: python -m grader.release OUT_DIR   (writes the student starter into a new folder)")
-    written = release(argv[0])
+    try:
+        written = release(argv[0])
+    except (FileExistsError, MarkerError) as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"Wrote the student starter, {len(written)} files, to {argv[0]}")
 
 

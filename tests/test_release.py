@@ -68,7 +68,7 @@ def test_the_solution_with_markers_stripped_is_the_same_program():
 
 def test_release_refuses_a_folder_that_is_not_empty(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match="is not an empty folder"):
+    with pytest.raises(FileExistsError, match="is not an empty folder"):
         release(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
