@@ -26,10 +26,12 @@ import fire
 import torch
 
 from benchmarks.speed import median_seconds
+from grader.parts import Checkpoint
+from grader.reference import checkpoint_path
 from homework import checkpoint, fit
 from homework.bignet import BigNet, LayerNorm
 from homework.compare import random_inputs
-from homework.memory import AllocationTrace
+from homework.memory import MB, AllocationTrace
 
 PARAMETERS = 18_903_040
 FAMILIES = checkpoint.FAMILIES  # default, gaussian, heavy_tailed
@@ -125,8 +127,8 @@ def measure(build, path: Path, reference: torch.Tensor, inputs: torch.Tensor, re
     start = time.perf_counter()
     with AllocationTrace() as trace:
         model = build(path)
-    row = {"load s": time.perf_counter() - start, "bits/weight": stored_bytes(model) * 8 / PARAMETERS, "measured MB": trace.net / 2**20}
-    row["theoretical MB"] = stored_bytes(model) / 2**20
+    stored = stored_bytes(model)
+    row = {"load s": time.perf_counter() - start, "bits/weight": stored * 8 / PARAMETERS, "theoretical MB": stored / MB, "measured MB": trace.net / MB}
     diff = (model(inputs) - reference).abs()
     row["mean diff"], row["max diff"] = diff.mean().item(), diff.max().item()
     if baseline is not None:
@@ -134,18 +136,8 @@ def measure(build, path: Path, reference: torch.Tensor, inputs: torch.Tensor, re
         row["fwd b=1024"] = forward_ratio(model, baseline, inputs, repeats, inner=2)
         with AllocationTrace() as trace:
             model(inputs)
-        row["fwd peak MB"] = trace.peak / 2**20
+        row["fwd peak MB"] = trace.peak / MB
     return row
-
-
-def checkpoints(out: Path) -> dict[str, Path]:
-    """The default checkpoint, and one per other weight family (seed 0), made once into OUT/checkpoints."""
-    paths = {"default": checkpoint.create() if not checkpoint.DEFAULT_PATH.exists() else checkpoint.DEFAULT_PATH}
-    for family in FAMILIES[1:]:
-        paths[family] = out / "checkpoints" / f"{family}.pth"
-        if not paths[family].exists():
-            checkpoint.save_atomic(checkpoint.make_state_dict(0, family), paths[family])
-    return paths
 
 
 def compare_all(paths: dict[str, Path], repeats: int) -> dict[str, dict]:
@@ -248,7 +240,7 @@ def main(repeats: int = 3, out: str = "benchmarks/results"):
     torch.manual_seed(0)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = checkpoints(out)
+    paths = {family: checkpoint_path(Checkpoint(0, family)) for family in FAMILIES}  # made on first use, shared with the grader
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; forward times: median of {repeats} ratios to float32, timed alternately", flush=True)
     rows = compare_all(paths, repeats)
     markdown = table(rows)
