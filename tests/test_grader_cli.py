@@ -19,9 +19,10 @@ from grader.grade import check_output, check_training, grade
 from grader.parts import PARTS, PUBLIC, PUBLIC_CASE, Checkpoint, GraderError, Inputs, load_suite
 from grader.reference import output_limits
 from grader.sandbox import split_messages
+from test_grader import STUB
+from test_submission import write_zip
 
 REPO = Path(__file__).resolve().parent.parent
-STUB = "def load(path=None):\n    raise NotImplementedError()\n"
 FOUR_BIT = next(part for part in PARTS if part.name == "low_precision")
 
 
@@ -51,13 +52,6 @@ def test_a_folder_without_a_package_is_a_one_line_error(tmp_path):
     assert result.stderr.splitlines() == [f"error: {tmp_path} is not a homework package folder (no __init__.py)"]
 
 
-def zip_of(path: Path, entries: dict, method=zipfile.ZIP_DEFLATED) -> Path:
-    with zipfile.ZipFile(path, "w", method) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-    return path
-
-
 INIT = {"homework/__init__.py": ""}
 BAD_ZIPS = {  # name -> (entries, how they are stored, what the one line says); tests/test_submission.py has the rest
     "zip_slip": ({**INIT, "homework/../../escaped.py": "x = 1"}, zipfile.ZIP_DEFLATED, "could escape the folder"),
@@ -74,7 +68,7 @@ def test_an_invalid_zip_scores_0_in_one_line_with_results_json(tmp_path, name):
         submission.write_text("not a zip")
     else:
         entries, method, says = BAD_ZIPS[name]
-        submission = zip_of(tmp_path / "abc123.zip", entries, method)
+        submission = write_zip(tmp_path / "abc123.zip", entries, method)
     result = run_grader(str(submission), "--json", str(tmp_path / "results.json"))
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.startswith("invalid zip, 0 points: ") and says in result.stdout

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from grader.parts import PART_NAMES as PARTS
 from grader.release import MARKED, RELEASED, MarkerError, files, regions, release, starter_text, strip_markers
 
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = {"half_precision.py": 3, "lora.py": 4, "low_precision.py": 4, "qlora.py": 3, "lower_precision.py": 2, "README.md": 2}
-PARTS = ("half_precision", "lora", "low_precision", "qlora", "lower_precision")
 
 
 @pytest.fixture(scope="module")
