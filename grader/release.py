@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 # CI or benchmarks, and never a generated checkpoint or cache.
 RELEASED = ("README.md", "requirements.txt", ".gitignore", "bundle.py", "checkpoints/README.md", "homework/*.py", "grader/*.py", "grader/README.md")
 MARKED = ("README.md", "homework/*.py")  # where the regions are; the rest is copied as it is
-BEGIN = re.compile(r"^(?P<indent>[ \t]*)(?:# BEGIN SOLUTION(?:: (?P<hint>.+))?|<!-- BEGIN SOLUTION(?:: (?P<text>.+?))? -->)[ \t]*$")
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)(?:# BEGIN SOLUTION(?:: (?P<hint>.+))?|(?P<markdown><!-- BEGIN SOLUTION(?:: (?P<text>.+?))? -->))[ \t]*$")
 END = re.compile(r"^[ \t]*(?:# END SOLUTION|<!-- END SOLUTION -->)[ \t]*$")
 MALFORMED = re.compile(r"^[ \t]*(?:#|<!--)[ \t]*(?:BEGIN|END)[ \t]*SOLUTION", re.IGNORECASE)  # a near miss
 
@@ -59,9 +59,9 @@ def starter_text(text: str, name: str = "text") -> str:
     """`text` with every marked region replaced by what the student gets instead (see the module docstring)."""
     lines = text.splitlines(keepends=True)
     for first, last, match in reversed(regions(text, name)):
-        indent, hint, markdown_text = match["indent"], match["hint"], match["text"]
-        if markdown_text is not None or "<!--" in lines[first]:
-            replacement = [markdown_text + "\n"] if markdown_text else []
+        indent, hint = match["indent"], match["hint"]
+        if match["markdown"]:
+            replacement = [match["text"] + "\n"] if match["text"] else []
         elif not hint:
             raise MarkerError(f"{name}, line {first + 1}: a Python region needs a hint: # BEGIN SOLUTION: <hint>")
         elif indent:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .grade import PartResult, Report
+from .parts import MB
 
 COLOURS = {"full": "\033[32m", "partial": "\033[33m", "none": "\033[31m", "dim": "\033[2m"}
 RESET = "\033[0m"
@@ -56,7 +57,7 @@ def gradescope(report: Report) -> dict:
     if extra:
         figures = extra[0].figures
         results["leaderboard"] = [
-            {"name": "Extra credit: memory (MB)", "value": round(figures["memory"] / 2**20, 3), "order": "asc"},
+            {"name": "Extra credit: memory (MB)", "value": round(figures["memory"] / MB, 3), "order": "asc"},
             {"name": "Extra credit: mean abs diff", "value": round(figures["mean_diff"], 5), "order": "asc"},
             {"name": "Extra credit: max abs diff", "value": round(figures["max_diff"], 5), "order": "asc"},
         ]
