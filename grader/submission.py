@@ -17,7 +17,9 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
-MAX_BYTES = 20 * 1024 * 1024  # the handout's limit, both for the zip and for what it unpacks to
+from .parts import MB
+
+MAX_BYTES = 20 * MB  # the handout's limit, both for the zip and for what it unpacks to
 MAX_MEMBERS = 1000  # a homework package has a few dozen files
 MAX_RATIO = 100  # Python source compresses about 4x; a zip bomb about 1000x
 CHUNK = 64 * 1024  # bytes unpacked at a time
@@ -164,4 +166,4 @@ def _copy(source: BinaryIO, out: BinaryIO, limit: int, name: str) -> None:
 
 def mb(size: int) -> str:
     """A size in bytes, for messages."""
-    return f"{size / 2**20:.1f} MB"
+    return f"{size / MB:.1f} MB"
