@@ -165,6 +165,7 @@ def in_order(run: ChildRun, part: Part, suite: Suite) -> bool:
     """
     expected = ["start", "loaded", "forward"]
     expected += [f"output {c} {i}" for c in range(len(suite.checkpoints)) for i in range(len(suite.inputs))]
+    expected += ["allocated"]
     expected += [f"training {seed}" for seed in suite.train_seeds] if "training" in part.points else []
     if run.status == "ok":
         return run.sequence == expected + ["done"]
@@ -188,7 +189,8 @@ def score_report(result: PartResult, run: ChildRun, references: dict, suite: Sui
             progress, message = check_training(header)
             cases[training_name(header["seed"])].score = round(cases[training_name(header["seed"])].max_score * progress, 2)
             cases[training_name(header["seed"])].message = message
-    loaded, forward = run.phases["loaded"], run.phases["forward"]
+    allocated = next(header["bytes"] for header, _ in run.messages if header["kind"] == "allocated")
+    loaded, forward = {**run.phases["loaded"], "allocated": allocated}, run.phases["forward"]
     for value in (loaded["allocated"], loaded["theoretical"], loaded["trainable"], forward["peak"]):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"not a number: {value!r}")
@@ -245,8 +247,8 @@ def check_output(payload: bytes, reference: torch.Tensor, max_limit: float, mean
 
 def check_memory(part: Part, start: dict, loaded: dict, forward: dict) -> tuple[bool, str]:
     checks = [at_most("theoretical", loaded["theoretical"], part.memory_limit, mb), at_most("allocated", loaded["allocated"], part.memory_limit, mb)]
-    if "anon" in start:  # the kernel's figures (Linux): what the process really holds, whatever the submission patched
-        checks.append(at_most("resident", loaded["anon"] - start["anon"], part.memory_limit + RESIDENT_SLACK, mb))
+    if "resident" in start:  # the kernel's figures (Linux): what the process really holds, whatever the submission patched
+        checks.append(at_most("resident", loaded["resident"] - start["resident"], part.memory_limit + RESIDENT_SLACK, mb))
     checks.append(at_most("forward peak allocated", forward["peak"], FORWARD_LIMIT, mb))
     if forward.get("hwm") is not None:
         checks.append(at_most("forward peak resident", forward["hwm"] - loaded["rss"], FORWARD_LIMIT, mb))

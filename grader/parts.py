@@ -50,10 +50,10 @@ PARTS = (
 PART_NAMES = tuple(part.name for part in PARTS)
 
 # The kernel's count of what a model holds also has the interpreter's objects for it: modules, their
-# code, Python objects. Measured 0.4 to 1.8 MB above the allocator's count for the reference models.
+# code, Python objects. Measured 0.4 to 0.8 MB above the theoretical size for the reference models.
 RESIDENT_SLACK = 2 * MB
 # A forward pass that needs as much memory as BigNet's float32 weights (72.11 MB) has them.
-# Reference: at most 12.3 MB allocated and 25 MB resident (profiler buffers included) for 256 inputs.
+# Reference: at most 12.3 MB allocated and 16.3 MB resident (profiler buffers included) for 256 inputs.
 FORWARD_LIMIT = 18_903_040 * 4
 # LoRA adapters: trainable, float32, at least rank 1 on all 18 layers, and the base frozen: trainable
 # parameters under a quarter of BigNet's 18.9 M. Reference: 1.19 M (rank 32, plus the LayerNorms).

@@ -8,6 +8,7 @@ weights_only=True by the caller.
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -56,7 +57,8 @@ def run_child(job: dict, part_dir: Path, timeout: float, memory_cap: int, output
     os.close(to_parent_w)
     os.close(from_parent_r)
     try:
-        run = watch(process, to_parent_r, from_parent_w, timeout, memory_cap)
+        data_folders = {str(workdir), job["submission"], *(str(Path(c).parent) for c in job["checkpoints"])}
+        run = watch(process, to_parent_r, from_parent_w, timeout, memory_cap, data_folders)
     finally:
         kill(process)
         os.close(to_parent_r)
@@ -67,7 +69,7 @@ def run_child(job: dict, part_dir: Path, timeout: float, memory_cap: int, output
     return run
 
 
-def watch(process: subprocess.Popen, messages_fd: int, ack_fd: int, timeout: float, memory_cap: int) -> ChildRun:
+def watch(process: subprocess.Popen, messages_fd: int, ack_fd: int, timeout: float, memory_cap: int, data_folders: set[str]) -> ChildRun:
     run = ChildRun()
     deadline = time.monotonic() + timeout
     buffer = b""
@@ -101,7 +103,7 @@ def watch(process: subprocess.Popen, messages_fd: int, ack_fd: int, timeout: flo
         for header, payload in messages:
             run.sequence.append(token(header))
             if header["kind"] == "phase":
-                run.phases[token(header)] = {**header, **kernel_figures(process.pid)}
+                run.phases[token(header)] = {**header, **kernel_figures(process.pid, data_folders)}
                 os.write(ack_fd, b"1")
             else:
                 run.messages.append((header, payload))
@@ -141,21 +143,54 @@ def token(header: dict) -> str:
     return kind
 
 
-def kernel_figures(pid: int) -> dict:
+def kernel_figures(pid: int, data_folders: set[str]) -> dict:
     """
-    What the kernel says about the child now: resident anonymous memory (`anon`: heap and private
-    mappings, where tensors live), all resident memory (`rss`), and its peak since the last reset
-    (`hwm`, after which the peak is reset to now). Empty where /proc is missing (macOS).
+    What the kernel says about the child now: the memory that can hold a model (`resident`, see
+    `resident_memory`), all resident memory (`rss`), and its peak since the last reset (`hwm`, after
+    which the peak is reset to now). Empty where /proc is missing (macOS).
     """
     status = read_status(pid)
-    if not status:
+    resident = resident_memory(pid, data_folders)
+    if not status or resident is None:
         return {}
-    figures = {"anon": status["RssAnon"], "rss": status["VmRSS"], "hwm": status["VmHWM"]}
+    figures = {"resident": resident, "rss": status["VmRSS"], "hwm": status["VmHWM"]}
     try:
         Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak resident size (VmHWM) to the current one
     except OSError:
         figures["hwm"] = None
     return figures
+
+
+MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+ *(.*)$")
+
+
+def resident_memory(pid: int, data_folders: set[str]) -> int | None:
+    """
+    Resident pages that can hold weights, in bytes: anonymous ones (the heap and private mappings,
+    where tensors live) and those of mapped files, such as a checkpoint opened with mmap, which the
+    allocator never hands out. Shared libraries' pages are left out (importing numpy maps megabytes of
+    code): files mapped executable, unless they are deleted (memfd) or in `data_folders`, the only
+    places a submission can read weights from or write them to.
+    """
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return None
+    anonymous, file_pages, executable = 0, {}, set()
+    path, rss = "", 0
+    for line in text.splitlines():
+        if mapping := MAPPING.match(line):
+            permissions, path = mapping.groups()
+            if "x" in permissions:
+                executable.add(path)
+        elif line.startswith("Rss:"):
+            rss = int(line.split()[1]) * 1024
+        elif line.startswith("Anonymous:"):  # comes after Rss: the mapping's private, written pages
+            anonymous += int(line.split()[1]) * 1024
+            if path and not path.startswith("["):  # a file, not [heap] or [stack]
+                file_pages[path] = file_pages.get(path, 0) + rss - int(line.split()[1]) * 1024
+    libraries = {p for p in executable if not p.endswith(" (deleted)") and not any(p.startswith(f + os.sep) for f in data_folders)}
+    return anonymous + sum(size for p, size in file_pages.items() if p not in libraries)
 
 
 def read_status(pid: int) -> dict[str, int] | None:

@@ -84,6 +84,17 @@ COPY_FLOAT32 = [
     replace("low_precision.py", "from .bignet import", "from . import checkpoint\nfrom .bignet import"),
     replace("low_precision.py", "    return load_weights(BigNet4Bit(), path)", "    net = load_weights(BigNet4Bit(), path)\n    net.stash = checkpoint.read(path)\n    return net"),
 ]
+# A float32 copy the allocator never hands out: the checkpoint's pages, mapped from the file (executable,
+# as shared libraries are) and read once.
+MAP_CHECKPOINT = [
+    replace(
+        "low_precision.py",
+        "    return load_weights(BigNet4Bit(), path)",
+        "    import mmap\n\n    with open(path or checkpoint.DEFAULT_PATH, 'rb') as f:\n        pages = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ | mmap.PROT_EXEC)\n"
+        "    net = load_weights(BigNet4Bit(), path)\n    net.stash = torch.frombuffer(pages, dtype=torch.uint8).sum()\n    net.pages = pages\n    return net",
+    ),
+    replace("low_precision.py", "from .bignet import", "from . import checkpoint\nfrom .bignet import"),
+]
 # Every AllocationTrace in the process (the grader's included) sums its allocations to 0 bytes.
 RIG_PROBE = "import sys\n\nfor module in list(sys.modules.values()):\n    if hasattr(module, 'AllocationTrace'):\n        module.accumulate = lambda changes, initial=0: [0]\n"
 LORA_FORWARD = "return super().forward(x) + self.lora_b(self.lora_a(x))"
@@ -134,6 +145,7 @@ BROKEN = {
         ("half_precision",),
     ),
     "float32_copy_in_attribute": Broken(COPY_FLOAT32, {"low_precision": 10}, {"low_precision": "allocated 83.47 MB > 15.00 MB"}, ("low_precision",)),
+    "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {"low_precision": 10}, {"low_precision": "allocated 11.36 MB <= 15.00 MB, resident 8"}, ("low_precision",)),
     "float32_reloaded_in_forward": Broken(
         [
             replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        from .bignet import load\n\n        return load(self.path)(x)\n"),
