@@ -57,7 +57,7 @@ def run_child(job: dict, part_dir: Path, timeout: float, memory_cap: int, output
     os.close(to_parent_w)
     os.close(from_parent_r)
     try:
-        data_folders = {str(workdir), job["submission"], *(str(Path(c).parent) for c in job["checkpoints"])}
+        data_folders = {os.path.realpath(f) for f in (workdir, job["submission"], *(Path(c).parent for c in job["checkpoints"]))}  # as smaps names them
         run = watch(process, to_parent_r, from_parent_w, timeout, memory_cap, data_folders)
     finally:
         kill(process)
