@@ -80,8 +80,8 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
     key = f"{scheme} checkpoint {checkpoint.seed} {checkpoint.family} inputs {inputs.seed} {inputs.n}"
     if key not in cache:
         try:
+            model = reference_model(scheme, checkpoint)
             with one_thread(), torch.no_grad():
-                model = trusted(scheme).load(checkpoint_path(checkpoint))
                 diff = (model(trusted("compare").random_inputs(inputs.n, inputs.seed)) - reference_outputs(Suite((checkpoint,), (inputs,)))[checkpoint, inputs]).abs()
         except NotImplementedError:
             raise GraderError(f"hidden cases need the reference solution's homework/{scheme}.py beside the grader") from None
@@ -91,6 +91,13 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
         temporary.write_text(json.dumps(cache, indent=1))
         os.replace(temporary, cache_path)  # atomic: batch workers may read it meanwhile
     return tuple(cache[key])
+
+
+@functools.lru_cache(maxsize=2)  # a hidden checkpoint's and the public one: a scheme loads once per checkpoint, not per case
+def reference_model(scheme: str, checkpoint: Checkpoint) -> torch.nn.Module:
+    """The reference `scheme` loaded with `checkpoint` (the trellis-coded one takes 20 s to load)."""
+    with one_thread():
+        return trusted(scheme).load(checkpoint_path(checkpoint))
 
 
 @contextlib.contextmanager

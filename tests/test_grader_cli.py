@@ -123,7 +123,11 @@ def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path,
     monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
     heavy, small = Checkpoint(1, "heavy_tailed"), Inputs(5, 64)
     suite = load_suite(write_json(tmp_path / "hidden.json", {"checkpoints": [{}, vars(heavy)], "inputs": [{}, vars(small)], "train_seeds": [0, 1]}))
+    scheme, loaded = reference.trusted(FOUR_BIT.scheme), []
+    monkeypatch.setattr(scheme, "load", lambda path, load=scheme.load: loaded.append(path) or load(path))
+    reference.reference_model.cache_clear()
     limits = output_limits(FOUR_BIT, suite)
+    assert len(loaded) == 2  # once per checkpoint, not once per case
     assert limits[PUBLIC_CASE] == (FOUR_BIT.max_diff, FOUR_BIT.mean_diff)
     assert all(max_diff >= FOUR_BIT.max_diff and mean_diff >= FOUR_BIT.mean_diff for max_diff, mean_diff in limits.values())
     assert limits[heavy, Inputs()][1] > FOUR_BIT.mean_diff  # outliers stretch absmax scales: the reference's own error grows
