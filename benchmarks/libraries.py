@@ -155,31 +155,40 @@ def compare_all(paths: dict[str, Path], repeats: int) -> dict[str, dict]:
             for family in FAMILIES[1:]:
                 row[f"mean diff {family}"] = measure(build, paths[family], references[family], inputs, repeats)["mean diff"]
         except Exception as e:  # not installed, or fails on this machine: say why, go on
-            row = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]}
+            row = {"error": failure(e)}
         rows[name] = row
         summary = row["error"] if "error" in row else f"{row['bits/weight']:.2f} bits/weight, mean diff {row['mean diff']:.4f}"
         print(f"  {name}: {summary}", flush=True)
     return rows
 
 
+def failure(error: Exception) -> str:
+    """Why a scheme did not run, in one short line."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:120]
+
+
+def markdown_table(columns: list[str], rows: dict[str, list[str] | str]) -> str:
+    """One line per scheme: its cells, or (a string) why it did not run."""
+    lines = ["| scheme | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, cells in rows.items():
+        if isinstance(cells, str):
+            lines.append(f"| {name} | not run: {cells} |" + " |" * (len(columns) - 1))
+        else:
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(rows: dict[str, dict]) -> str:
     columns = ["bits/weight", "theoretical MB", "measured MB", "mean diff", "max diff", "mean diff gaussian", "mean diff heavy_tailed", "load s", "fwd b=1", "fwd b=1024", "fwd peak MB"]
-    lines = ["| scheme | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for name, row in rows.items():
-        if "error" in row:
-            lines.append(f"| {name} | not run: {row['error']} |" + " |" * (len(columns) - 1))
-            continue
-        cells = []
-        for column in columns:
-            value = row[column]
-            if column.startswith("fwd b="):
-                cells.append(f"{value:.2f}x")
-            elif "diff" in column:
-                cells.append(f"{value:.4f}" if column.startswith("mean") else f"{value:.3f}")
-            else:
-                cells.append(f"{value:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def cell(column: str, value: float) -> str:
+        if column.startswith("fwd b="):
+            return f"{value:.2f}x"
+        if "diff" in column:
+            return f"{value:.4f}" if column.startswith("mean") else f"{value:.3f}"
+        return f"{value:.2f}"
+
+    return markdown_table(columns, {name: row["error"] if "error" in row else [cell(c, row[c]) for c in columns] for name, row in rows.items()})
 
 
 def plot(rows: dict[str, dict], path: Path) -> None:

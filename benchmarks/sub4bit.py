@@ -21,7 +21,7 @@ import time
 import fire
 import torch
 
-from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, forward_ratio, homework_model, stored_bytes
+from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, failure, forward_ratio, homework_model, markdown_table, stored_bytes
 from grader.parts import Checkpoint
 from grader.reference import checkpoint_path
 from homework.bignet import LayerNorm
@@ -84,7 +84,7 @@ def main(repeats: int = 3):
         try:
             rows[name] = {family: measure(build, path, [layer.weight for layer in linear_layers(floats[family])], floats[family](inputs), inputs) for family, path in paths.items()}
         except Exception as e:  # not installed, or fails on this machine: say why, go on
-            rows[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:120]}
+            rows[name] = {"error": failure(e)}
         print(f"  {name}: {rows[name].get('error', 'done')}", flush=True)
 
     handout = rows["handout 4-bit, group 16"]["default"]["model"]
@@ -92,10 +92,10 @@ def main(repeats: int = 3):
         handout(inputs)
     handout_peak = trace.peak
     columns = ["bits/weight", "weight bits"] + [f"mean diff {f}" for f in FAMILIES] + [f"dB above bound {f}" for f in FAMILIES] + ["load s", "fwd b=1024 vs 4-bit", "fwd peak vs 4-bit"]
-    lines = ["| scheme | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    cells_by_scheme = {}
     for name, row in rows.items():
         if "error" in row:
-            lines.append(f"| {name} | not run: {row['error']} |" + " |" * (len(columns) - 1))
+            cells_by_scheme[name] = row["error"]
             continue
         default = row["default"]
         model = default["model"]
@@ -104,8 +104,8 @@ def main(repeats: int = 3):
         cells = [f"{default['bits/weight']:.2f}", f"{default['weight bits']:.2f}"]
         cells += [f"{row[f]['mean diff']:.4f}" for f in FAMILIES] + [f"{row[f]['dB above bound']:.2f}" for f in FAMILIES]
         cells += [f"{default['load s']:.1f}", f"{forward_ratio(model, handout, inputs, repeats, inner=2):.2f}x", f"{(trace.peak - handout_peak) / MB:+.1f} MB"]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    print("\n" + "\n".join(lines))
+        cells_by_scheme[name] = cells
+    print("\n" + markdown_table(columns, cells_by_scheme))
 
 
 if __name__ == "__main__":
