@@ -186,9 +186,10 @@ def resident_memory(pid: int, data_folders: set[str]) -> int | None:
         elif line.startswith("Rss:"):
             rss = int(line.split()[1]) * 1024
         elif line.startswith("Anonymous:"):  # comes after Rss: the mapping's private, written pages
-            anonymous += int(line.split()[1]) * 1024
+            private = int(line.split()[1]) * 1024
+            anonymous += private
             if path and not path.startswith("["):  # a file, not [heap] or [stack]
-                file_pages[path] = file_pages.get(path, 0) + rss - int(line.split()[1]) * 1024
+                file_pages[path] = file_pages.get(path, 0) + rss - private
     libraries = {p for p in executable if not p.endswith(" (deleted)") and not any(p.startswith(f + os.sep) for f in data_folders)}
     return anonymous + sum(size for p, size in file_pages.items() if p not in libraries)
 
