@@ -38,6 +38,15 @@ def test_packing_order_low_nibble_first():
     assert torch.allclose(block_dequantize_4bit(q, norm), x, atol=1e-6)
 
 
+def test_dequantize_matches_the_plain_formula_for_every_byte():
+    q = torch.arange(256, dtype=torch.uint8).view(32, 8)  # every pair of codes once
+    norm = torch.rand(32, 1, generator=torch.Generator().manual_seed(0)).to(torch.float16)
+    codes = torch.stack([q & 0xF, q >> 4], dim=-1).view(32, 16).float()  # the obvious unpacking
+    scale = norm.float()
+    expected = scale * (2 * codes / 15 - 1)
+    assert torch.allclose(block_dequantize_4bit(q, norm), expected.view(-1), rtol=1e-6, atol=1e-7)
+
+
 def test_pre_hook_quantizes_a_float_weight():
     source = torch.nn.Linear(64, 32)
     layer = Linear4Bit(64, 32)
