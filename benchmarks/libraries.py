@@ -18,14 +18,13 @@ half-precision base. A library that is missing or fails gets a row that says why
 """
 
 import importlib
-import statistics
 import time
 from pathlib import Path
 
 import fire
 import torch
 
-from benchmarks.speed import median_seconds
+from benchmarks.speed import timed_against
 from grader.parts import Checkpoint
 from grader.reference import checkpoint_path
 from homework import checkpoint, fit
@@ -116,9 +115,8 @@ def stored_bytes(model: torch.nn.Module) -> int:
 
 
 def forward_ratio(model, baseline, x: torch.Tensor, repeats: int, inner: int) -> float:
-    """Median of `repeats` ratios of the model's forward time to float32 BigNet's, timed alternately so that drifts cancel."""
-    ratios = [median_seconds(lambda: model(x), inner, x.device) / median_seconds(lambda: baseline(x), inner, x.device) for _ in range(repeats)]
-    return statistics.median(ratios)
+    """The model's forward time as a ratio to float32 BigNet's, the two timed alternately (benchmarks.speed.timed_against)."""
+    return timed_against(model, baseline, x, repeats, inner)[1]
 
 
 @torch.no_grad()
