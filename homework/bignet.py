@@ -6,6 +6,7 @@ Six residual blocks of three 1024x1024 Linear layers, with a LayerNorm between c
 names, so each of them can load the same checkpoint.
 """
 
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -14,6 +15,8 @@ import torch
 from . import checkpoint
 
 BIGNET_DIM = 1024
+# The LoRA adapters' parameters: no BigNet checkpoint has them, so they keep their initial values.
+ADAPTER_KEYS = ("lora_a.weight", "lora_b.weight")
 
 
 class LayerNorm(torch.nn.Module):
@@ -62,13 +65,21 @@ class BigNet(torch.nn.Module):
         return self.model(x)
 
 
-def load_weights(net: torch.nn.Module, path: str | Path | None, new_keys: tuple[str, ...] = ()) -> torch.nn.Module:
+def default_checkpoint() -> Path:
+    """The default checkpoint's path, generating it (seed 0) the first time anything needs it."""
+    if not checkpoint.DEFAULT_PATH.exists():
+        print(f"Creating the BigNet checkpoint {checkpoint.DEFAULT_PATH} (first use; seed 0) ...", file=sys.stderr)
+        checkpoint.save(checkpoint.make_state_dict(BigNet()), checkpoint.DEFAULT_PATH, force=True)  # force: another process may have just made it
+    return checkpoint.DEFAULT_PATH
+
+
+def load_weights(net: torch.nn.Module, path: str | Path | None = None, new_keys: tuple[str, ...] = ()) -> torch.nn.Module:
     """
-    Load a checkpoint into `net`, strictly: every key must be used and every parameter filled,
-    except parameters whose names end in one of `new_keys` (layers the checkpoint cannot have,
-    such as LoRA adapters), which keep their initial values.
+    Load a checkpoint (the default one if no path is given) into `net`, strictly: every key must be
+    used and every parameter filled, except parameters whose names end in one of `new_keys` (layers
+    the checkpoint cannot have, such as ADAPTER_KEYS), which keep their initial values.
     """
-    state = checkpoint.read(path)
+    state = checkpoint.read(default_checkpoint() if path is None else path)
     try:
         result = net.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a shape mismatch, e.g. a checkpoint of another network

@@ -13,16 +13,19 @@ give the grader's hidden cases weights that are harder to quantize.
 import hashlib
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from .cli import CheckpointError
+from .cli import ToolError, UsageError, check_int, run
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "checkpoints" / "bignet.pth"
 FAMILIES = ("default", "gaussian", "heavy_tailed")
+
+
+class CheckpointError(ToolError):
+    """A checkpoint that is missing, unreadable or does not fit the model."""
 
 
 def _recreate_hint(path: Path) -> str:
@@ -45,14 +48,15 @@ def _random_weights(shape, fan_in: int, family: str, generator: torch.Generator)
     return t * std / math.sqrt(dof / (dof - 2))
 
 
-def make_state_dict(seed: int = 0, family: str = "default") -> dict[str, torch.Tensor]:
-    """The float32 BigNet weights for a seed and weight family, the same on every machine."""
-    from .bignet import BigNet  # bignet imports this module
-
+def make_state_dict(net: torch.nn.Module, seed: int = 0, family: str = "default") -> dict[str, torch.Tensor]:
+    """
+    `net`'s state dict with every torch.nn.Linear drawn at random for a seed and weight family, the
+    same on every machine. It takes the network rather than importing BigNet, since bignet.py imports
+    this module: `make_state_dict(BigNet())` is BigNet's checkpoint.
+    """
     if family not in FAMILIES:
         raise CheckpointError(f"unknown weight family {family!r}; choose from: {', '.join(FAMILIES)}")
     generator = torch.Generator().manual_seed(seed)
-    net = BigNet()
     with torch.no_grad():
         for layer in net.modules():
             if isinstance(layer, torch.nn.Linear):  # LayerNorms keep their init: weight 1, bias 0
@@ -71,8 +75,15 @@ def fingerprint(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_atomic(state: dict, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: an interrupted save leaves no half file."""
+def save(state: dict, path: str | Path, force: bool = False) -> Path:
+    """
+    Write a checkpoint, refusing to replace an existing file unless `force`. It goes to a temporary
+    file beside `path`, then is renamed: an interrupted save leaves no half file, and a reader never
+    sees one (graders side by side may make the same checkpoint at once).
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise CheckpointError(f"{path} already exists; pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".tmp")
     try:
@@ -82,29 +93,18 @@ def save_atomic(state: dict, path: Path) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def create(path: str | Path = DEFAULT_PATH, seed: int = 0, family: str = "default", force: bool = False) -> Path:
-    """Generate a checkpoint. Refuses to replace an existing file unless `force`."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise CheckpointError(f"{path} already exists; pass --force to replace it")
-    state = make_state_dict(seed, family)
-    save_atomic(state, path)
     return path
 
 
 def read(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     """
-    Read a checkpoint's state dict (on the CPU). With no path, read the default one, creating it first
-    if it does not exist yet. Any problem is a CheckpointError with a one-line message.
+    Read a checkpoint's state dict (on the CPU); with no path, the default one. Any problem is a
+    CheckpointError with a one-line message.
     """
     path = DEFAULT_PATH if path is None else Path(path).expanduser().resolve()
     if not path.exists():
-        if path != DEFAULT_PATH:
-            raise CheckpointError(f"no checkpoint at {path}")
-        print(f"Creating the BigNet checkpoint {path} (first use; seed 0) ...", file=sys.stderr)
-        create(path)
+        hint = "; create it with: python -m homework.checkpoint create" if path == DEFAULT_PATH else ""
+        raise CheckpointError(f"no checkpoint at {path}{hint}")
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     try:
@@ -116,17 +116,20 @@ def read(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     return state
 
 
-def _main(command: str = "create", path: str | None = None, seed: int = 0, family: str = "default", force: bool = False):
+def _main(network: type[torch.nn.Module], command: str = "create", path: str | None = None, seed: int = 0, family: str = "default", force: bool = False):
+    seed = check_int("seed", seed, minimum=0)
     if command == "create":
-        made = create(path or DEFAULT_PATH, seed, family, force)
+        made = save(make_state_dict(network(), seed, family), path or DEFAULT_PATH, force)
         print(f"Wrote {made} (seed {seed}, family {family}, fingerprint {fingerprint(read(made))})")
     elif command == "fingerprint":
         print(fingerprint(read(path)))
     else:
-        raise CheckpointError(f"unknown command {command!r}; choose from: create, fingerprint")
+        raise UsageError(f"unknown command {command!r}; choose from: create, fingerprint")
 
 
 if __name__ == "__main__":
-    from .cli import run
+    from functools import partial
 
-    run(_main)
+    from .bignet import BigNet  # the command makes BigNet's checkpoints; the functions above take any network
+
+    run(partial(_main, BigNet))

@@ -13,31 +13,19 @@ from pathlib import Path
 
 import torch
 
-from .bignet import BigNet, load_weights
+from .bignet import ADAPTER_KEYS, BigNet, load_weights
 from .half_precision import HalfLinear
-
-ADAPTER_KEYS = ("lora_a.weight", "lora_b.weight")  # not in the base checkpoint: they start from their init
-
-
-def make_lora_adapters(in_features: int, out_features: int, lora_dim: int) -> tuple[torch.nn.Linear, torch.nn.Linear]:
-    """
-    The two float32 adapter layers A (in -> lora_dim) and B (lora_dim -> out). B starts at zero,
-    so a freshly loaded model computes exactly what its base does; A starts random, so B gets a
-    gradient from the first step.
-    """
-    # BEGIN SOLUTION: the two float32 layers, without bias, initialised as this docstring says
-    lora_a = torch.nn.Linear(in_features, lora_dim, bias=False, dtype=torch.float32)
-    lora_b = torch.nn.Linear(lora_dim, out_features, bias=False, dtype=torch.float32)
-    torch.nn.init.zeros_(lora_b.weight)
-    return lora_a, lora_b
-    # END SOLUTION
 
 
 class LoRALinear(HalfLinear):
     def __init__(self, in_features: int, out_features: int, lora_dim: int, bias: bool = True):
-        # BEGIN SOLUTION: the frozen HalfLinear base, plus the adapters as self.lora_a and self.lora_b
+        # BEGIN SOLUTION: the frozen HalfLinear base, plus float32 adapters without bias: self.lora_a (in -> lora_dim, random) and self.lora_b (lora_dim -> out, zero)
         super().__init__(in_features, out_features, bias)  # frozen float16 base
-        self.lora_a, self.lora_b = make_lora_adapters(in_features, out_features, lora_dim)
+        # B starts at zero, so a freshly loaded model computes exactly what its base does; A starts
+        # random (torch.nn.Linear's init), so B gets a gradient from the first step.
+        self.lora_a = torch.nn.Linear(in_features, lora_dim, bias=False, dtype=torch.float32)
+        self.lora_b = torch.nn.Linear(lora_dim, out_features, bias=False, dtype=torch.float32)
+        torch.nn.init.zeros_(self.lora_b.weight)
         # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

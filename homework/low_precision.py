@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from .bignet import BigNet, load_weights
-from .half_precision import linear_with_frozen_weight
+from .frozen_linear import linear_with_frozen_weight
 
 
 def block_quantize_4bit(x: torch.Tensor, group_size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +78,7 @@ class Linear4Bit(torch.nn.Module):
         # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # BEGIN SOLUTION: a Linear layer's output with the dequantized weight (see half_precision.linear_with_frozen_weight)
+        # BEGIN SOLUTION: a Linear layer's output with the dequantized weight (see frozen_linear.linear_with_frozen_weight)
         # Only one layer's float32 weights exist at a time, and only during its own matmul
         # (and again during its backward pass, rather than kept in between).
         return linear_with_frozen_weight(x, self.dequantized_weight, self.bias)

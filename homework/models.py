@@ -33,7 +33,8 @@ def pick_device(device: str | None = None) -> torch.device:
 def load_model(name: str, checkpoint: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
     check_names([name])
     module = importlib.import_module(f"{__package__}.{name}")
-    return module.load(checkpoint).to(device)
+    # str(): fire reads --checkpoint 5 as the number 5, which is still the file named "5".
+    return module.load(None if checkpoint is None else str(checkpoint)).to(device)
 
 
 def check_names(names) -> list[str]:

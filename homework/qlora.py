@@ -8,17 +8,18 @@ from pathlib import Path
 
 import torch
 
-from .bignet import BigNet, load_weights
-from .lora import ADAPTER_KEYS, make_lora_adapters
+from .bignet import ADAPTER_KEYS, BigNet, load_weights
 from .low_precision import Linear4Bit
 
 
 class QLoRALinear(Linear4Bit):
     def __init__(self, in_features: int, out_features: int, lora_dim: int, group_size: int = 16, bias: bool = True):
-        # BEGIN SOLUTION: the frozen 4-bit base (its bias too), plus the adapters as self.lora_a and self.lora_b
+        # BEGIN SOLUTION: the frozen 4-bit base (its bias too), plus float32 adapters as in lora.py: self.lora_a (random) and self.lora_b (zero)
         super().__init__(in_features, out_features, bias, group_size)
         self.requires_grad_(False)  # the base, bias included, stays as loaded
-        self.lora_a, self.lora_b = make_lora_adapters(in_features, out_features, lora_dim)
+        self.lora_a = torch.nn.Linear(in_features, lora_dim, bias=False, dtype=torch.float32)
+        self.lora_b = torch.nn.Linear(lora_dim, out_features, bias=False, dtype=torch.float32)
+        torch.nn.init.zeros_(self.lora_b.weight)
         # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

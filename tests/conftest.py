@@ -1,15 +1,14 @@
 import pytest
 import torch
 
-from homework import bignet, checkpoint
+from homework import bignet
 from homework.compare import random_inputs
 
 
 @pytest.fixture(scope="session")
 def checkpoint_path():
     """The default checkpoint, created on first use like the tools do."""
-    checkpoint.read()
-    return checkpoint.DEFAULT_PATH
+    return bignet.default_checkpoint()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from homework import bignet, checkpoint
-from homework.cli import CheckpointError
+from homework.bignet import BigNet
+from homework.checkpoint import CheckpointError
 
 # Pinned: the checkpoint must be the same tensors on every machine. If a PyTorch upgrade changes
 # its random number generator, this fails, and every figure measured on the checkpoint moves.
@@ -14,15 +15,15 @@ DEFAULT_FINGERPRINT = "cc2647cffeb8b532"
 
 def test_default_checkpoint_is_deterministic(checkpoint_path):
     assert checkpoint.fingerprint(checkpoint.read(checkpoint_path)) == DEFAULT_FINGERPRINT
-    assert checkpoint.fingerprint(checkpoint.make_state_dict(seed=0)) == DEFAULT_FINGERPRINT
+    assert checkpoint.fingerprint(checkpoint.make_state_dict(BigNet(), seed=0)) == DEFAULT_FINGERPRINT
 
 
 def test_seeds_and_families_differ_and_have_their_shape():
     def linear_weights(state):
         return torch.cat([v.flatten() for k, v in state.items() if v.dim() == 2])
 
-    default, gaussian, heavy = (linear_weights(checkpoint.make_state_dict(0, f)) for f in checkpoint.FAMILIES)
-    assert checkpoint.fingerprint(checkpoint.make_state_dict(1)) != DEFAULT_FINGERPRINT
+    default, gaussian, heavy = (linear_weights(checkpoint.make_state_dict(BigNet(), 0, f)) for f in checkpoint.FAMILIES)
+    assert checkpoint.fingerprint(checkpoint.make_state_dict(BigNet(), 1)) != DEFAULT_FINGERPRINT
     std = 1 / (3 * 1024) ** 0.5  # PyTorch's default Linear init
     for w in (default, gaussian, heavy):
         assert w.std().item() == pytest.approx(std, rel=0.02)
@@ -35,14 +36,14 @@ def test_seeds_and_families_differ_and_have_their_shape():
     assert heavy.abs().max() > 10 * std
 
 
-def test_create_refuses_to_overwrite(tmp_path):
+def test_save_refuses_to_overwrite(tmp_path):
     path = tmp_path / "net.pth"
-    checkpoint.create(path, seed=1)
+    checkpoint.save(checkpoint.make_state_dict(BigNet(), seed=1), path)
     before = path.read_bytes()
     with pytest.raises(CheckpointError, match="already exists"):
-        checkpoint.create(path)
+        checkpoint.save(checkpoint.make_state_dict(BigNet()), path)
     assert path.read_bytes() == before
-    checkpoint.create(path, force=True)
+    checkpoint.save(checkpoint.make_state_dict(BigNet()), path, force=True)
     assert checkpoint.fingerprint(checkpoint.read(path)) == DEFAULT_FINGERPRINT
 
 
@@ -56,14 +57,17 @@ def test_interrupted_save_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save_atomic({"a": torch.zeros(1)}, path)
+        checkpoint.save({"a": torch.zeros(1)}, path, force=True)
     assert [p.name for p in tmp_path.iterdir()] == ["net.pth"] and path.read_bytes() == b"old"
 
 
 def test_default_checkpoint_is_created_on_first_use(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint, "DEFAULT_PATH", tmp_path / "checkpoints" / "bignet.pth")
-    state = checkpoint.read()
-    assert checkpoint.DEFAULT_PATH.exists() and checkpoint.fingerprint(state) == DEFAULT_FINGERPRINT
+    with pytest.raises(CheckpointError, match="no checkpoint at .*; create it with: python -m homework.checkpoint create$"):
+        checkpoint.read()  # reading alone never writes
+    net = bignet.load()  # the tools, and any variant's load(), make it
+    assert checkpoint.DEFAULT_PATH.exists() and checkpoint.fingerprint(checkpoint.read()) == DEFAULT_FINGERPRINT
+    assert checkpoint.fingerprint(net.state_dict()) == DEFAULT_FINGERPRINT
 
 
 @pytest.mark.parametrize(
@@ -93,7 +97,7 @@ def test_checkpoint_of_another_network_is_refused(tmp_path):
     torch.save(torch.nn.Linear(3, 3).state_dict(), path)
     with pytest.raises(CheckpointError, match="does not fit BigNet: missing model.0.model.0.weight.*unexpected weight"):
         bignet.load(path)
-    state = checkpoint.make_state_dict()
+    state = checkpoint.make_state_dict(BigNet())
     state["model.0.model.0.weight"] = torch.zeros(1024, 512)
     torch.save(state, path)
     with pytest.raises(CheckpointError, match="does not fit BigNet: size mismatch for model.0.model.0.weight"):
@@ -108,4 +112,4 @@ def test_checkpoint_cli_from_another_folder(tmp_path):
     again = subprocess.run(run + ["create", "g.pth"], **env_cwd)
     assert again.returncode == 1 and again.stderr == "error: g.pth already exists; pass --force to replace it\n"
     printed = subprocess.run(run + ["fingerprint", "g.pth"], **env_cwd)
-    assert printed.stdout.strip() == checkpoint.fingerprint(checkpoint.make_state_dict(3, "gaussian"))
+    assert printed.stdout.strip() == checkpoint.fingerprint(checkpoint.make_state_dict(BigNet(), 3, "gaussian"))

@@ -14,7 +14,7 @@ from grader.parts import PART_NAMES as PARTS
 from grader.release import MARKED, RELEASED, MarkerError, files, regions, release, starter_text, strip_markers
 
 REPO = Path(__file__).resolve().parent.parent
-REGIONS = {"half_precision.py": 3, "lora.py": 4, "low_precision.py": 4, "qlora.py": 3, "lower_precision.py": 2, "README.md": 2}
+REGIONS = {"half_precision.py": 3, "lora.py": 3, "low_precision.py": 4, "qlora.py": 3, "lower_precision.py": 2, "README.md": 2}
 
 
 @pytest.fixture(scope="module")
