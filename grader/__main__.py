@@ -8,6 +8,7 @@ Exit code 0 whenever grading ran, whatever the score; 1, with a one-line error, 
 """
 
 import argparse
+import math
 import os
 import sys
 
@@ -56,8 +57,30 @@ def grade_one(options: argparse.Namespace) -> None:
         write_json(report, options.json)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """A mistake on the command line: one line (argparse's own is the usage and then the error), exit code 2."""
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return int(text)
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text!r}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m grader", description="Grade a homework submission (a zip, or a homework package folder).")
+    p = ArgumentParser(prog="python -m grader", description="Grade a homework submission (a zip, or a homework package folder).")
     p.add_argument("submission", help="a submission zip, or the homework package folder")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: every case; -vv: also what each part printed")
     p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
@@ -67,7 +90,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def batch_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m grader batch", description="Grade every zip in a folder (staff).")
+    p = ArgumentParser(prog="python -m grader batch", description="Grade every zip in a folder (staff).")
     p.add_argument("folder", help="a folder of submission zips named ID.zip")
     p.add_argument("--out", default="results.csv", help="the CSV to write; feedback goes to a folder beside it")
     p.add_argument("--force", action="store_true", help="regrade submissions that already have results")
@@ -77,8 +100,8 @@ def batch_parser() -> argparse.ArgumentParser:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", metavar="CONFIG", help="the staff's hidden cases (JSON); default: $GRADER_HIDDEN, else the public cases")
-    p.add_argument("--jobs", type=int, default=None, help="processes side by side (default: one per core)")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds per part (default {TIMEOUT})")
+    p.add_argument("--jobs", type=whole_number, default=None, help="processes side by side (default: one per core)")
+    p.add_argument("--timeout", type=seconds, default=TIMEOUT, help=f"seconds per part (default {TIMEOUT})")
 
 
 if __name__ == "__main__":

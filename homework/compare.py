@@ -7,7 +7,7 @@ How far each model's outputs are from the first one's, on the same fixed random 
 import torch
 
 from .bignet import BIGNET_DIM
-from .cli import UsageError, run
+from .cli import UsageError, check_int, run
 from .models import check_names, load_model, pick_device
 
 
@@ -32,6 +32,7 @@ def main(*models: str, device: str | None = None, checkpoint: str | None = None,
     names = check_names(models)
     if len(names) < 2:
         raise UsageError("give at least two models: the first is the reference, e.g. bignet half_precision")
+    n_inputs, seed = check_int("n_inputs", n_inputs, minimum=1), check_int("seed", seed, minimum=0)
     differences = output_differences(names, pick_device(device), checkpoint, n_inputs, seed)
     width = max(len(name) for name in names) + 2
     print(f"{'vs ' + names[0]:<{width}}{'max abs diff':>14}{'mean abs diff':>15}")

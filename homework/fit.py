@@ -11,7 +11,7 @@ quickly: LoRA and QLoRA pass 80% accuracy in about a dozen full-batch steps.
 import torch
 
 from .bignet import BIGNET_DIM
-from .cli import UsageError, run
+from .cli import UsageError, check_float, check_int, run
 from .models import check_names, load_model, pick_device
 
 
@@ -50,6 +50,7 @@ def fit(model: torch.nn.Module, x, labels, head, steps: int = 50, lr: float = 1e
 
 def main(model: str = "lora", device: str | None = None, checkpoint: str | None = None, steps: int = 50, lr: float = 1e-3, seed: int = 0):
     (name,) = check_names([model])
+    steps, lr, seed = check_int("steps", steps, minimum=1), check_float("lr", lr, above=0), check_int("seed", seed, minimum=0)
     device = pick_device(device)
     torch.manual_seed(seed)  # the adapters' random init
     net = load_model(name, checkpoint, device)

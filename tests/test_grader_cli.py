@@ -52,6 +52,24 @@ def test_a_folder_without_a_package_is_a_one_line_error(tmp_path):
     assert result.stderr.splitlines() == [f"error: {tmp_path} is not a homework package folder (no __init__.py)"]
 
 
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["homework", "--timeout", "-1"], "error: argument --timeout: must be a number of seconds > 0, not '-1' (see python -m grader --help)"),
+        (["homework", "--timeout", "abc"], "error: argument --timeout: must be a number of seconds > 0, not 'abc' (see python -m grader --help)"),
+        (["homework", "--jobs", "0"], "error: argument --jobs: must be a whole number >= 1, not '0' (see python -m grader --help)"),
+        (["batch", "submissions", "--jobs", "1.5"], "error: argument --jobs: must be a whole number >= 1, not '1.5' (see python -m grader batch --help)"),
+        (["batch", "submissions", "--timeout", "0"], "error: argument --timeout: must be a number of seconds > 0, not '0' (see python -m grader batch --help)"),
+        (["homework", "--verbose", "--part", "lorra"], "error: argument --part: invalid choice: 'lorra'"),
+    ],
+)
+def test_options_are_checked_before_anything_is_graded(args, error):
+    """A typo costs one line and exit code 2, never a run that gives every part 0."""
+    result = run_grader(*args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1, result.stderr
+
+
 INIT = {"homework/__init__.py": ""}
 BAD_ZIPS = {  # name -> (entries, how they are stored, what the one line says); tests/test_submission.py has the rest
     "zip_slip": ({**INIT, "homework/../../escaped.py": "x = 1"}, zipfile.ZIP_DEFLATED, "could escape the folder"),
