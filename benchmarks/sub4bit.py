@@ -4,6 +4,8 @@ the handout's 4-bit scheme and, where installed, bitsandbytes' NF4, on the three
 same inputs, one run (a benchmark, not a test):
 
     python -m benchmarks.sub4bit
+    git show dbe20d8:homework/lower_precision.py > /tmp/previous.py    # the 256-state trellis it replaced
+    python -m benchmarks.sub4bit --previous /tmp/previous.py             # ... measured beside it
 
 - bits/weight: every byte the model keeps * 8 / BigNet's 18,903,040 parameters (biases and LayerNorms in).
 - weight bits: the same for the Linear weights alone: their codes, scales and codebooks, without biases.
@@ -11,10 +13,14 @@ same inputs, one run (a benchmark, not a test):
 - dB above bound: the Linear weights' squared error, relative to their variance, against the least any
   code with `weight bits` per weight can reach for Gaussian numbers (the rate-distortion bound, 2^(-2 R)).
   Gaussian numbers are the hardest to code, so for other weights the true bound is lower still.
-- on the default checkpoint: load time, and a 1024-input forward's time and peak memory, as a ratio to
-  and a difference from the handout 4-bit scheme's (timed alternately in this run).
+- load: seconds, and as a ratio to the handout 4-bit scheme's load in this run, averaged over the families.
+- on the default checkpoint: a 1024-input forward's time and peak memory, as a ratio to and a difference
+  from the handout 4-bit scheme's (timed alternately in this run).
+- the reference's trellis with other segment lengths (how many weights its encoder plans together), and
+  with --previous, an earlier version of homework/lower_precision.py.
 """
 
+import importlib.util
 import math
 import time
 
@@ -24,7 +30,8 @@ import torch
 from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, failure, forward_ratio, homework_model, markdown_table, stored_bytes
 from grader.parts import Checkpoint
 from grader.reference import checkpoint_path
-from homework.bignet import LayerNorm
+from homework import lower_precision
+from homework.bignet import LayerNorm, load_weights
 from homework.compare import random_inputs
 from homework.memory import MB, AllocationTrace
 
@@ -32,9 +39,22 @@ WEIGHTS = 18 * 1024 * 1024
 
 SCHEMES = {
     "handout 4-bit, group 16": homework_model("low_precision"),
-    "lower_precision (trellis)": homework_model("lower_precision"),
+    f"lower_precision (4-state trellis, segments of {lower_precision.SEGMENT})": homework_model("lower_precision"),
     "bitsandbytes NF4 + double quant": bitsandbytes_model("nf4", True),
 }
+
+
+def trellis_with_segments(segment: int):
+    """The reference with another segment length, for the trade-off between accuracy and load time."""
+    return lambda path: load_weights(lower_precision.TrellisBigNet(segment), path)
+
+
+def previous_version(file: str):
+    """An earlier homework/lower_precision.py, imported inside the homework package (its relative imports resolve there)."""
+    spec = importlib.util.spec_from_file_location("homework.previous_lower_precision", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load
 
 
 def linear_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
@@ -71,7 +91,11 @@ def measure(build, path, original: list[torch.Tensor], reference: torch.Tensor, 
 
 
 @torch.no_grad()
-def main(repeats: int = 3):
+def main(repeats: int = 3, previous: str | None = None):
+    schemes = dict(SCHEMES)
+    schemes.update({f"lower_precision, segments of {n}": trellis_with_segments(n) for n in (64, 256)})
+    if previous:
+        schemes[f"previous lower_precision ({previous})"] = previous_version(previous)
     torch.manual_seed(0)
     inputs = random_inputs(1024, seed=0)
     paths = {family: checkpoint_path(Checkpoint(0, family)) for family in FAMILIES}  # made on first use, shared with the grader
@@ -80,18 +104,19 @@ def main(repeats: int = 3):
         pass
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU", flush=True)
     rows = {}
-    for name, build in SCHEMES.items():
+    for name, build in schemes.items():
         try:
             rows[name] = {family: measure(build, path, [layer.weight for layer in linear_layers(floats[family])], floats[family](inputs), inputs) for family, path in paths.items()}
         except Exception as e:  # not installed, or fails on this machine: say why, go on
             rows[name] = {"error": failure(e)}
         print(f"  {name}: {rows[name].get('error', 'done')}", flush=True)
 
-    handout = rows["handout 4-bit, group 16"]["default"]["model"]
+    handout_rows = rows["handout 4-bit, group 16"]
+    handout = handout_rows["default"]["model"]
     with AllocationTrace() as trace:
         handout(inputs)
     handout_peak = trace.peak
-    columns = ["bits/weight", "weight bits"] + [f"mean diff {f}" for f in FAMILIES] + [f"dB above bound {f}" for f in FAMILIES] + ["load s", "fwd b=1024 vs 4-bit", "fwd peak vs 4-bit"]
+    columns = ["bits/weight", "weight bits"] + [f"mean diff {f}" for f in FAMILIES] + [f"dB above bound {f}" for f in FAMILIES] + ["load s", "load vs 4-bit", "fwd b=1024 vs 4-bit", "fwd peak vs 4-bit"]
     cells_by_scheme = {}
     for name, row in rows.items():
         if "error" in row:
@@ -103,7 +128,8 @@ def main(repeats: int = 3):
             model(inputs)
         cells = [f"{default['bits/weight']:.2f}", f"{default['weight bits']:.2f}"]
         cells += [f"{row[f]['mean diff']:.4f}" for f in FAMILIES] + [f"{row[f]['dB above bound']:.2f}" for f in FAMILIES]
-        cells += [f"{default['load s']:.1f}", f"{forward_ratio(model, handout, inputs, repeats, inner=2):.2f}x", f"{(trace.peak - handout_peak) / MB:+.1f} MB"]
+        load_ratio = sum(row[f]["load s"] / handout_rows[f]["load s"] for f in FAMILIES) / len(FAMILIES)
+        cells += [f"{default['load s']:.2f}", f"{load_ratio:.1f}x", f"{forward_ratio(model, handout, inputs, repeats, inner=2):.2f}x", f"{(trace.peak - handout_peak) / MB:+.1f} MB"]
         cells_by_scheme[name] = cells
     print("\n" + markdown_table(columns, cells_by_scheme))
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from homework import half_precision, lora, low_precision, lower_precision, qlora
-from homework.cli import CheckpointError
+from homework.checkpoint import CheckpointError
 from homework.memory import MB, AllocationTrace, parameter_counts, theoretical_bytes
 from homework.models import MODEL_NAMES, load_model
 
@@ -21,18 +21,23 @@ EXPECTED_SIZES = {
     # 4-bit: per layer LINEAR / 2 bytes of codes and LINEAR / 16 float16 scales; float32 bias.
     "low_precision": (LAYER_NORMS + 18 * 1024, 18 * (LINEAR // 2 + LINEAR // 16), 11_911_168),
     "qlora": (LAYER_NORMS + ADAPTERS, 18 * (LINEAR // 2 + LINEAR // 16 + 1024), 11_911_168 + ADAPTERS * 4),
-    # Trellis: 17 layers of 4-bit codes with 256-value codebooks, one of 3-bit codes with 512; per layer
-    # 1024 row scales and 1024 biases, all float16.
-    "lower_precision": (LAYER_NORMS, 17 * (LINEAR // 2 + 256 + 2048) + 3 * LINEAR // 8 + 512 + 2048, 9_430_528),
+    # Trellis-coded: 17 layers of 4-bit codes (two to a byte); the last one has 672 rows of 3-bit codes and
+    # 352 of 4-bit ones. Per layer one float32 scale and 1024 float16 biases.
+    "lower_precision": (
+        LAYER_NORMS,
+        17 * (LINEAR // 2 + 1 + 1024) + 672 * 1024 * 3 // 8 + 352 * 1024 // 2 + 1 + 1024,
+        17 * (LINEAR // 2 + 4 + 2048) + 672 * 1024 * 3 // 8 + 352 * 1024 // 2 + 4 + 2048 + LAYER_NORMS * 4,
+    ),
 }
 # Mean and max absolute output difference from BigNet on 1024 random inputs: measured, then a margin.
-# Measured: half 0.00006 / 0.00037, 4-bit 0.0198 / 0.121, trellis 0.0273 / 0.170 (bitsandbytes' NF4: 0.0298).
+# Measured: half 0.00006 / 0.00037, 4-bit 0.0198 / 0.121, trellis 0.0282 / 0.179. The trellis bound is
+# bitsandbytes' NF4 with double quantization (0.0298): the reference must stay more accurate.
 OUTPUT_BOUNDS = {
     "half_precision": (0.0002, 0.002),
     "lora": (0.0002, 0.002),
     "low_precision": (0.025, 0.2),
     "qlora": (0.025, 0.2),
-    "lower_precision": (0.029, 0.25),
+    "lower_precision": (0.0298, 0.25),
 }
 
 
@@ -124,69 +129,6 @@ def test_lora_tolerates_only_missing_adapters(change, checkpoint_path, tmp_path)
     torch.save(state, tmp_path / "changed.pth")
     with pytest.raises(CheckpointError, match="missing model.2.model.4.bias" if "drop" in change else "unexpected model.0.model.0.lora_c"):
         lora.load(tmp_path / "changed.pth")
-
-
-def test_trellis_states():
-    codes = torch.tensor([[1, 2, 3, 0], [3, 3, 3, 3]], dtype=torch.uint8)
-    # 2 bits per code, a window of 3 codes: the code itself in the low bits, the one before it above, ...
-    assert lower_precision.trellis_states(codes, bits=2, window=3).tolist() == [[1, 6, 27, 44], [3, 15, 63, 63]]
-
-
-@pytest.mark.parametrize("bits, window", [(2, 2), (1, 3)])
-def test_trellis_encode_finds_the_best_of_all_code_sequences(bits, window):
-    # Small enough to try every sequence: 4^6 and 2^6 of them for each of 32 rows.
-    n, generator = 6, torch.Generator().manual_seed(3)
-    codebook = torch.randn(2 ** (bits * window), generator=generator).half()
-    x = torch.randn(32, n, generator=generator)
-    every = torch.cartesian_prod(*[torch.arange(2**bits, dtype=torch.uint8)] * n)  # (2**(bits n), n)
-    errors = (lower_precision.trellis_decode(every, codebook, bits, window)[None] - x[:, None]).square().sum(dim=-1)
-    codes = lower_precision.trellis_encode(x, codebook, bits, window)
-    found = (lower_precision.trellis_decode(codes, codebook, bits, window) - x).square().sum(dim=-1)
-    assert torch.allclose(found, errors.min(dim=1).values, rtol=1e-6)
-
-
-@pytest.mark.parametrize("bits", [4, 3])
-def test_trellis_code_beats_any_scalar_code_and_its_own_greedy_choice(bits):
-    window = lower_precision.TRELLIS_WINDOWS[bits]
-    codebook = torch.tensor(lower_precision.trellis_codebook(bits, window), dtype=torch.float16)
-    assert codebook.numel() == 2 ** (bits * window)
-    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(1))
-    codes = lower_precision.trellis_encode(x, codebook, bits, window)
-    assert codes.dtype == torch.uint8 and codes.shape == x.shape and codes.max() < 2**bits
-    error = (lower_precision.trellis_decode(codes, codebook, bits, window) - x).square().mean(dim=1)
-    # The best scalar quantizer of Gaussian numbers (Lloyd-Max) leaves 0.0345 at 3 bits and 0.0095 at 4.
-    assert error.mean() < {3: 0.026, 4: 0.0075}[bits]
-
-    # Greedy: each weight takes the nearest value reachable from the codes already chosen. The Viterbi
-    # search plans the whole row, so no row can come out worse.
-    greedy = torch.zeros_like(codes)
-    for t in range(x.size(1)):
-        states = lower_precision.trellis_states(greedy, bits, window)[:, t : t + 1] & ~(2**bits - 1)
-        reachable = codebook.float()[states + torch.arange(2**bits)]  # (rows, 2**bits)
-        greedy[:, t] = (reachable - x[:, t : t + 1]).abs().argmin(dim=1)
-    greedy_error = (lower_precision.trellis_decode(greedy, codebook, bits, window) - x).square().mean(dim=1)
-    assert (error <= greedy_error + 1e-7).all() and error.mean() < 0.9 * greedy_error.mean()
-
-    # Values the code can express exactly come back exactly.
-    exact = lower_precision.trellis_decode(codes, codebook, bits, window)
-    again = lower_precision.trellis_encode(exact, codebook, bits, window)
-    assert torch.equal(lower_precision.trellis_decode(again, codebook, bits, window), exact)
-
-
-def test_bit_planes_and_rotation():
-    codes = torch.randint(0, 16, (4096,), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    planes = lower_precision.pack_bit_planes(codes, bits=4)
-    assert planes.shape == (4, 512) and planes[1, 0] == sum(((codes[i] >> 1) & 1) << i for i in range(8))  # bit 1 of the first 8 codes
-    assert torch.equal(lower_precision.unpack_bit_planes(planes), codes)
-
-    signs = lower_precision.random_signs(1024)
-    x, w = torch.randn(8, 1024), torch.randn(16, 1024)
-    rotate = lower_precision.rotate
-    assert torch.allclose(rotate(x, signs) @ rotate(w, signs).T, x @ w.T, atol=1e-3)  # orthogonal: products kept
-    assert torch.allclose(lower_precision.unrotate_(rotate(w, signs), signs), w, atol=1e-5)
-    spiky = torch.zeros(1, 1024)
-    spiky[0, 7] = 1.0
-    assert rotate(spiky, signs).abs().max() == pytest.approx(1 / 32)  # an outlier spreads over the whole row
 
 
 def test_frozen_weight_layers_give_the_true_input_gradient():
