@@ -82,8 +82,9 @@ def unrotate(x_rotated: torch.Tensor) -> torch.Tensor:
     return (left @ x_rotated.reshape(-1, k, k) @ right.T).reshape(x_rotated.shape)
 
 
+@functools.cache
 def tcq_values(bits: int) -> torch.Tensor:
-    """The 2^(bits + 1) values a code can stand for, for Gaussian numbers of variance 1, in increasing order."""
+    """The 2^(bits + 1) values a code can stand for, for Gaussian numbers of variance 1, in increasing order (cached)."""
     n = 2 ** (bits + 1)
     return WIDTH * torch.special.erfinv((2 * torch.arange(n, dtype=torch.float64) + 1) / n - 1).float()
 
@@ -173,15 +174,14 @@ def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def byte_places() -> torch.Tensor:
+def byte_values() -> torch.Tensor:
     """
-    places[h, byte]: the places (see value_places) of the two 4-bit codes packed in `byte`, after the
-    branch bits b, a of the two codes before them, h = 2 b + a. (4, 256, 2) uint8, made once by
-    value_places (cached: 2 KB).
+    values[h, byte]: the values of the two 4-bit codes packed in `byte`, after the branch bits b, a of
+    the two codes before them, h = 2 b + a. (4, 256, 2) float32, made once by value_places (cached: 8 KB).
     """
     history, byte = torch.meshgrid(torch.arange(4), torch.arange(256), indexing="ij")
     codes = torch.stack([history >> 1, history & 1, byte & 15, byte >> 4], dim=-1).to(torch.uint8)  # b, a, then the byte's codes
-    return value_places(codes.view(-1, 4))[:, 2:].reshape(4, 256, 2)
+    return tcq_values(4)[value_places(codes.view(-1, 4))[:, 2:].long()].view(4, 256, 2)
 
 
 def decode_nibbles(packed: torch.Tensor, scale: float | torch.Tensor = 1.0) -> torch.Tensor:
@@ -193,7 +193,7 @@ def decode_nibbles(packed: torch.Tensor, scale: float | torch.Tensor = 1.0) -> t
     """
     history = torch.zeros_like(packed)  # h = 2 b + a, from the byte before (none at a segment's start)
     history[:, 1:] = ((packed[:, :-1] & 1) << 1) | ((packed[:, :-1] >> 4) & 1)
-    pairs = (tcq_values(4).to(packed.device)[byte_places().long().to(packed.device)] * scale).view(-1).view(torch.int64)  # two float32 as one entry
+    pairs = (byte_values().to(packed.device) * scale).view(-1).view(torch.int64)  # two float32 as one 8-byte entry
     return pairs.index_select(0, ((history.int() << 8) | packed).view(-1)).view(torch.float32).view(len(packed), -1)
 
 
