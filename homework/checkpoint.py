@@ -116,13 +116,14 @@ def read(path: str | Path | None = None) -> dict[str, torch.Tensor]:
     return state
 
 
-def _main(network: type[torch.nn.Module], command: str = "create", path: str | None = None, seed: int = 0, family: str = "default", force: bool = False):
+def _main(bignet, command: str = "create", path: str | None = None, seed: int = 0, family: str = "default", force: bool = False):
+    """The command line; `bignet` is the module (this one cannot import it: bignet.py imports this module)."""
     seed = check_int("seed", seed, minimum=0)
     if command == "create":
-        made = save(make_state_dict(network(), seed, family), path or DEFAULT_PATH, force)
+        made = save(make_state_dict(bignet.BigNet(), seed, family), path or DEFAULT_PATH, force)
         print(f"Wrote {made} (seed {seed}, family {family}, fingerprint {fingerprint(read(made))})")
-    elif command == "fingerprint":
-        print(fingerprint(read(path)))
+    elif command == "fingerprint":  # the default checkpoint is made on first use, as by every command that needs it
+        print(fingerprint(read(path or bignet.default_checkpoint())))
     else:
         raise UsageError(f"unknown command {command!r}; choose from: create, fingerprint")
 
@@ -130,6 +131,6 @@ def _main(network: type[torch.nn.Module], command: str = "create", path: str | N
 if __name__ == "__main__":
     from functools import partial
 
-    from .bignet import BigNet  # the command makes BigNet's checkpoints; the functions above take any network
+    from . import bignet  # the command makes BigNet's checkpoints; the functions above take any network
 
-    run(partial(_main, BigNet))
+    run(partial(_main, bignet))

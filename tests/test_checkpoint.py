@@ -104,6 +104,12 @@ def test_checkpoint_of_another_network_is_refused(tmp_path):
         bignet.load(path)
 
 
+def test_fingerprint_makes_the_default_checkpoint_on_first_use(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(checkpoint, "DEFAULT_PATH", tmp_path / "checkpoints" / "bignet.pth")
+    checkpoint._main(bignet, "fingerprint")
+    assert capsys.readouterr().out.strip() == DEFAULT_FINGERPRINT and checkpoint.DEFAULT_PATH.exists()
+
+
 def test_checkpoint_cli_from_another_folder(tmp_path):
     run = [sys.executable, "-m", "homework.checkpoint"]
     env_cwd = dict(cwd=tmp_path, capture_output=True, text=True, env={"PYTHONPATH": str(checkpoint.DEFAULT_PATH.parent.parent), "PATH": ""})
