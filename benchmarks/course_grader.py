@@ -16,7 +16,6 @@ import copy
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch
 

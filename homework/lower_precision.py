@@ -63,6 +63,12 @@ def rotation_factors(k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]
     return signs[0] * h, signs[1] * h
 
 
+def orthogonal_factors(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two rotation_factors for rows as long as `like`'s, divided by sqrt(k): orthogonal, on its device and dtype."""
+    k = math.isqrt(like.shape[-1])
+    return tuple(f.to(like.device, like.dtype) / math.sqrt(k) for f in rotation_factors(k))
+
+
 def rotate(x: torch.Tensor) -> torch.Tensor:
     """
     x M along the last dimension (of size n = k^2), M = diag(s) H_n / sqrt(n) orthogonal: random signs,
@@ -70,16 +76,14 @@ def rotate(x: torch.Tensor) -> torch.Tensor:
     rotation_factors / sqrt(k), so a row of x laid out as a k x k matrix X becomes L^T X R: two products with
     k x k matrices instead of one with an n x n matrix.
     """
-    k = math.isqrt(x.shape[-1])
-    left, right = (f.to(x.device, x.dtype) / math.sqrt(k) for f in rotation_factors(k))
-    return (left.T @ x.reshape(-1, k, k) @ right).reshape(x.shape)
+    left, right = orthogonal_factors(x)
+    return (left.T @ x.reshape(-1, *left.shape) @ right).reshape(x.shape)
 
 
 def unrotate(x_rotated: torch.Tensor) -> torch.Tensor:
     """The inverse of `rotate`: x M M^T = x, L and R being orthogonal."""
-    k = math.isqrt(x_rotated.shape[-1])
-    left, right = (f.to(x_rotated.device, x_rotated.dtype) / math.sqrt(k) for f in rotation_factors(k))
-    return (left @ x_rotated.reshape(-1, k, k) @ right.T).reshape(x_rotated.shape)
+    left, right = orthogonal_factors(x_rotated)
+    return (left @ x_rotated.reshape(-1, *left.shape) @ right.T).reshape(x_rotated.shape)
 
 
 @functools.cache
