@@ -3,6 +3,7 @@
     python -m grader 12345678.zip             # grade a submission zip, as made by bundle.py
     python -m grader homework --json results.json --hidden staff.json
     python -m grader batch submissions/ --out results.csv --jobs 4
+    python -m grader hidden staff.json          # staff: secret hidden cases (random 64-bit seeds)
 
 Exit code 0 whenever grading ran, whatever the score; 1, with a one-line error, when it could not.
 """
@@ -13,7 +14,7 @@ import os
 import sys
 
 from .grade import InvalidSubmission, grade_submission
-from .parts import PART_NAMES, TIMEOUT, GraderError, load_suite
+from .parts import HIDDEN_ENV, PART_NAMES, TIMEOUT, GraderError, load_suite, make_hidden
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if os.name == "nt":  # process groups, resource limits and fd passing are POSIX
             raise GraderError("the grader runs on Linux and macOS; on Windows, run it in WSL")
-        if argv[:1] == ["batch"]:
+        if argv[:1] == ["hidden"]:
+            options = hidden_parser().parse_args(argv[1:])
+            path = make_hidden(options.path, options.checkpoints, options.inputs, options.train, options.force)
+            print(f"wrote {path} (readable by you only): give it to the grader with --hidden {path} or ${HIDDEN_ENV}")
+        elif argv[:1] == ["batch"]:
             from .batch import batch
 
             options = batch_parser().parse_args(argv[1:])
@@ -41,8 +46,8 @@ def grade_one(options: argparse.Namespace) -> None:
     from .report import render, write_error_json, write_json
 
     try:
-        suite = load_suite(options.hidden)
-        report = grade_submission(options.submission, suite=suite, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()))
+        hidden = options.hidden or os.environ.get(HIDDEN_ENV)
+        report = grade_submission(options.submission, suite=load_suite(hidden), hidden=hidden, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()))
     except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
         print(f"invalid zip, 0 points: {e}")
         if options.json:  # Gradescope still needs a results.json to show the student why
@@ -95,6 +100,16 @@ def batch_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results.csv", help="the CSV to write; feedback goes to a folder beside it")
     p.add_argument("--force", action="store_true", help="regrade submissions that already have results")
     add_common(p)
+    return p
+
+
+def hidden_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m grader hidden", description="Write secret hidden cases for grading for credit (staff).")
+    p.add_argument("path", help="the JSON file to write (keep it out of the starter, and out of students' reach)")
+    p.add_argument("--checkpoints", type=whole_number, default=3, help="hidden checkpoints, cycling through the weight families (default 3)")
+    p.add_argument("--inputs", type=whole_number, default=2, help="input batches, of 256 and 1024 inputs in turn (default 2)")
+    p.add_argument("--train", type=whole_number, default=2, help="training runs (default 2)")
+    p.add_argument("--force", action="store_true", help="replace the file if it exists")
     return p
 
 

@@ -1,35 +1,37 @@
 """
-Grade a submission's homework package: each part runs in its own child process (sandbox.py,
-child.py), parts side by side; this process computes the references meanwhile and scores what
-the children report.
+Grade a submission's homework package. This process is the trusted side: it decides what happens
+and when, and scores only raw answers and what the kernel reports. Each part gets its own process
+(a worker, grader/worker.py, started by sandbox.py), parts side by side; this process computes the
+references meanwhile, asks each worker one request at a time (protocol.py), and scores the answers.
 
-A part whose child raises, hangs, crashes, exits or runs out of memory scores 0, with one line
-saying why; the other parts are graded as usual. Within a part:
+A part whose worker raises, hangs, crashes, exits, runs out of memory or breaks a rule scores 0, with
+one line saying why; the other parts are graded as usual. Within a part:
 - output: all-or-nothing per case, against BigNet's outputs (reference.py);
-- memory, adapters: all-or-nothing, and only counted when the public output case passes
+- memory, adapters: all-or-nothing, and only counted when the first output case passes
   (an empty model is small, but it is not BigNet);
-- training: partial credit from the model's starting accuracy to the target;
+- training: partial credit from the model's starting accuracy to the target, both measured in a
+  fresh worker that never saw the labels;
 - extra credit: all-or-nothing for the whole part.
 """
 
-import io
+import contextlib
 import math
 import os
-import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .parts import (
-    FORWARD_LIMIT, MAX_TRAINABLE, MB, MEMORY_CAP, MIN_TRAINABLE, OUTPUT_CAP, PARTS, PUBLIC, PUBLIC_CASE, RESIDENT_SLACK,
-    TIMEOUT, TRAINING, GraderError, Part, Suite,
+    FORWARD_LIMIT, FORWARD_READ_LIMIT, MAX_TRAINABLE, MB, MEMORY_CAP, MIN_TRAINABLE, OUTPUT_CAP, PARTS, PUBLIC,
+    PUBLIC_CASE, RESIDENT_SLACK, TIMEOUT, TRAINING, GraderError, Part, Suite, derived_seed,
 )  # fmt: skip
-from .reference import HOMEWORK_DIR, checkpoint_path, output_limits, reference_outputs
-from .sandbox import STOP, ChildRun, run_child
+from .protocol import Ask, BadAnswer, PartStopped, Request, Status, TensorInfo
+from .reference import CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, output_limits, reference_outputs, trusted
+from .sandbox import STOP, Identity, Worker, prepare, worker_identity
 
 SLOWEST_FIRST = ("lora", "qlora", "lower_precision", "low_precision", "half_precision")  # training parts take longest
 
@@ -39,18 +41,19 @@ class Case:
     name: str
     max_score: float
     score: float = 0.0
-    message: str = "no result reported"
+    message: str = "not run"
 
 
 @dataclass
 class PartResult:
     part: Part
     cases: list[Case]
-    status: str = "ok"  # ok, error, timeout, crashed (see sandbox.ChildRun)
+    status: Status = Status.OK
     reason: str = ""
     output: str = ""  # what the part printed (its tail)
     seconds: float = 0.0
     figures: dict = field(default_factory=dict)  # for the leaderboard: memory, mean_diff, max_diff
+    protections: dict = field(default_factory=dict)  # what the kernel enforced on its worker (worker.confine)
 
     @property
     def score(self) -> float:
@@ -65,6 +68,7 @@ class Report:
     submission: str
     parts: list[PartResult]
     seconds: float = 0.0
+    sandbox: dict = field(default_factory=dict)  # protection -> what it achieved, or why it is unavailable
 
     @property
     def total(self) -> float:
@@ -98,8 +102,21 @@ def grade_submission(path: str | Path, **options) -> Report:
     return report
 
 
-def grade(package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, timeout: float = TIMEOUT, parts: tuple = ()) -> Report:
-    """Grade the homework package folder `package` on `suite`; `parts` limits it to those part names."""
+@dataclass(frozen=True)
+class Grading:
+    """What every part of one grading run shares."""
+
+    root: Path  # the grading folder (sandbox.prepare)
+    suite: Suite
+    checkpoints: tuple  # their files, in the order of suite.checkpoints
+    references: dict
+    identity: Identity
+    timeout: float
+    private: tuple  # what no worker may read: the grader's checkpoints, its homework package, the hidden configuration
+
+
+def grade(package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, timeout: float = TIMEOUT, parts: tuple = (), hidden: str | Path | None = None) -> Report:
+    """Grade the homework package folder `package` on `suite` (read from the file `hidden`, if any); `parts` limits it to those part names."""
     started = time.monotonic()
     package = Path(package).resolve()
     if not (package / "__init__.py").is_file():
@@ -108,19 +125,22 @@ def grade(package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, t
     if parts and len(selected) != len(set(parts)):
         raise GraderError(f"unknown part in {', '.join(parts)}; choose from: {', '.join(p.name for p in PARTS)}")
     references = reference_outputs(suite)
-    paths = [checkpoint_path(c) for c in suite.checkpoints]
+    checkpoints = tuple(checkpoint_path(c) for c in suite.checkpoints)
+    private = (CHECKPOINT_DIR, HOMEWORK_DIR, *checkpoints, *([Path(hidden)] if hidden else []))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-        # The child imports a copy: the submission's own folder stays as it was, and nothing beside it is importable.
-        shutil.copytree(package, Path(tmp) / "code" / "homework", ignore=shutil.ignore_patterns("__pycache__"))
+        prepare(Path(tmp), package)
+        grading = Grading(Path(tmp), suite, checkpoints, references, worker_identity(), timeout, private)
         order = sorted(selected, key=lambda part: SLOWEST_FIRST.index(part.name))
         with ThreadPoolExecutor(jobs or min(len(selected), cpu_count())) as pool:
             try:
-                runs = {part.name: pool.submit(run_part, part, Path(tmp), paths, suite, timeout) for part in order}
-                results = [score_part(part, *runs[part.name].result(), references, suite) for part in selected]
+                runs = {part.name: pool.submit(grade_part, part, grading) for part in order}
+                results = {name: run.result() for name, run in runs.items()}
             except KeyboardInterrupt:
-                STOP.set()  # the children run in their own sessions: Ctrl-C reaches only us
+                STOP.set()  # the workers run in their own sessions: Ctrl-C reaches only us
                 raise
-    return Report(str(package), results, time.monotonic() - started)
+    sandbox = {"separate user": grading.identity.note if grading.identity.separate else f"unavailable: {grading.identity.note}"}
+    sandbox.update(next((r.protections for r in results.values() if r.protections), {}))
+    return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox)
 
 
 def cpu_count() -> int:
@@ -128,112 +148,196 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_part(part: Part, tmp: Path, checkpoints: list[Path], suite: Suite, timeout: float) -> tuple[ChildRun, float]:
-    job = {
-        "part": part.name,
-        "submission": str(tmp / "code"),
-        "homework": str(HOMEWORK_DIR),
-        "checkpoints": [str(p) for p in checkpoints],
-        "inputs": [[i.seed, i.n] for i in suite.inputs],
-        "train_seeds": list(suite.train_seeds) if "training" in part.points else [],
-        "training": TRAINING,
-    }
+def grade_part(part: Part, grading: Grading) -> PartResult:
+    """Every case of `part`, scored; a worker that stops scores 0 on all of them, for one reason."""
     started = time.monotonic()
-    run = run_child(job, tmp / part.name, timeout, MEMORY_CAP, OUTPUT_CAP)
-    return run, time.monotonic() - started
+    result = PartResult(part, plan_cases(part, grading.suite))
+    deadline = started + grading.timeout
+    workers = []
 
+    def new_worker(name: str) -> Worker:
+        workers.append(Worker(part.name, grading.root, f"{part.name}-{name}", deadline, grading.identity, grading.private, MEMORY_CAP, OUTPUT_CAP))
+        return workers[-1]
 
-def score_part(part: Part, run: ChildRun, seconds: float, references: dict, suite: Suite) -> PartResult:
-    if not in_order(run, part, suite):
-        run.status, run.reason = "crashed", "its report came out of order, twice or malformed (was it forged?)"
-    result = PartResult(part, plan_cases(part, suite), run.status, run.reason, run.output, seconds)
+    seeds = grading.suite.train_seeds if "training" in part.points else ()
     try:
-        if run.status == "ok":
-            score_report(result, run, references, suite)
-            return result
-    except (KeyError, TypeError, ValueError):  # numbers that are not numbers: only a forged report has them
-        result = PartResult(part, plan_cases(part, suite), "crashed", "its report was malformed (was it forged?)", run.output, seconds)
-    for case in result.cases:
-        case.message = result.reason
+        with new_worker("main") as worker, contextlib.ExitStack() as stack, ThreadPoolExecutor(max(1, len(seeds))) as starter:
+            # The workers that evaluate training start now, beside the main one: they are ready when needed.
+            evaluators = [stack.enter_context(new_worker(f"evaluation-{k + 1}")) for k in range(len(seeds))]
+            ready = [starter.submit(evaluator.start) for evaluator in evaluators]
+            result.protections = worker.start()
+            score_outputs_and_memory(result, grading, worker)
+            for k, seed in enumerate(seeds):
+                score_training(result.cases[k - len(seeds)], grading, seed, worker, evaluators[k], ready[k])
+    except PartStopped as stopped:
+        result.status = stopped.status
+        result.reason = f"timed out after {grading.timeout:g} s" if stopped.status == Status.TIMEOUT else stopped.reason
+        for case in result.cases:
+            case.score, case.message = 0.0, result.reason
+    result.output = "\n".join(w.output() for w in workers if w.log.exists()).strip()
+    result.seconds = time.monotonic() - started
     return result
 
 
-def in_order(run: ChildRun, part: Part, suite: Suite) -> bool:
+def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worker) -> None:
     """
-    Whether the child sent exactly what child.py sends, in that order: the submission runs in the
-    child's process and could write to the pipe too, but not without upsetting this order.
+    Load, then the kernel's figures for the loaded model, then the inputs, one batch per request:
+    nothing the model could use reaches the worker before its memory has been read.
     """
-    expected = ["start", "loaded", "forward"]
-    expected += [f"output {c} {i}" for c in range(len(suite.checkpoints)) for i in range(len(suite.inputs))]
-    expected += ["allocated"]
-    expected += [f"training {seed}" for seed in suite.train_seeds] if "training" in part.points else []
-    if run.status == "ok":
-        return run.sequence == expected + ["done"]
-    if run.status == "error":
-        return run.sequence[-1:] == ["error"] and run.sequence[:-1] == expected[: len(run.sequence) - 1]
-    return True  # killed: whatever it sent is not scored
-
-
-def score_report(result: PartResult, run: ChildRun, references: dict, suite: Suite) -> None:
-    part = result.part
+    part, suite = result.part, grading.suite
     cases = {case.name: case for case in result.cases}
     limits = output_limits(part, suite)
-    for header, payload in run.messages:
-        if header["kind"] == "output":
-            key = suite.checkpoints[header["checkpoint"]], suite.inputs[header["inputs"]]
-            passed, message, diffs = check_output(payload, references[key], *limits[key])
-            award(cases[output_name(*key)], passed, message)
-            if key == (suite.checkpoints[0], suite.inputs[0]):
+    start = worker.memory()
+    # By the time load() returns here, the checkpoint's copy is gone and the worker holds no file
+    # (Worker.load): whatever it kept of the float32 weights is in its memory now, and counts.
+    model = worker.load(grading.checkpoints[0], seed=0).fields["tensors"]
+    loaded = worker.memory()
+    forward = {}
+    for c, (checkpoint, path) in enumerate(zip(suite.checkpoints, grading.checkpoints)):
+        if c > 0:
+            worker.load(path, seed=0)
+        for i, inputs in enumerate(suite.inputs):
+            first = c == 0 and i == 0
+            if first:
+                has_peak, read_before = worker.reset_peak(), worker.bytes_read()
+            x = trusted("compare").random_inputs(inputs.n, inputs.seed)
+            answer = worker.ask(Request(Ask.FORWARD, {"profile": False}, {"x": x}))
+            if first:
+                first_inputs = x
+                figures = worker.memory()
+                if figures and has_peak:
+                    forward["hwm"] = figures["hwm"] - loaded["rss"]
+                if read_before is not None:
+                    forward["read"] = worker.bytes_read() - read_before - worker.last_request_size
+            passed, message, diffs = check_output(answer.tensors["y"], grading.references[checkpoint, inputs], *limits[checkpoint, inputs])
+            award(cases[output_name(suite, c, i)], passed, message)
+            if first:
                 result.figures.update(diffs)
-        elif header["kind"] == "training":
-            progress, message = check_training(header)
-            cases[training_name(header["seed"])].score = round(cases[training_name(header["seed"])].max_score * progress, 2)
-            cases[training_name(header["seed"])].message = message
-    allocated = next(header["bytes"] for header, _ in run.messages if header["kind"] == "allocated")
-    loaded, forward = {**run.phases["loaded"], "allocated": allocated}, run.phases["forward"]
-    for value in (loaded["allocated"], loaded["theoretical"], loaded["trainable"], forward["peak"]):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"not a number: {value!r}")
-    result.figures["memory"] = loaded["allocated"]
-    output_passed = cases[output_name(suite.checkpoints[0], suite.inputs[0])].score > 0
+    # Last, what PyTorch's allocators say, under their profiler, which keeps memory for every operation it
+    # watches: a second load (the memory it still holds) and a forward (its peak). Where the kernel's
+    # figures exist (Linux) they already bound the scored model; these are all there is on macOS.
+    allocated = worker.load(grading.checkpoints[0], seed=0, ask=Ask.PROFILED_LOAD).fields["allocated"]
+    forward["peak"] = worker.ask(Request(Ask.FORWARD, {"profile": True}, {"x": first_inputs})).fields["peak"]
+    figures = model_figures(model, allocated, loaded["resident"] - start["resident"] if loaded and start else None)
+    result.figures["memory"] = allocated
+    output_passed = cases[output_name(suite, 0, 0)].score > 0
     for name, check in (("memory", check_memory), ("adapters", check_adapters)):
         if name in cases:
-            passed, message = check(part, run.phases["start"], loaded, forward)
+            passed, message = check(part, figures, forward)
             if not output_passed:
                 passed, message = False, f"not counted, the output does not match BigNet's ({message})"
             award(cases[name], passed, message)
 
 
+def model_figures(tensors: list[TensorInfo], allocated: int, resident: int | None) -> dict:
+    """The loaded model's sizes: from its tensors' shapes and dtypes, the allocator's count, the kernel's."""
+    trainable = [t for t in tensors if t.trainable]
+    return {
+        "theoretical": sum(t.bytes for t in tensors),
+        "allocated": allocated,
+        "resident": resident,
+        "trainable": sum(math.prod(t.shape) for t in trainable),
+        "trainable_dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in trainable}),
+    }
+
+
+def score_training(case: Case, grading: Grading, seed: int, worker: Worker, evaluator: Worker, evaluator_ready: Future) -> None:
+    """
+    Train in `worker`, which gets the inputs and, each step, the gradient of the loss with respect to
+    its features: never the labels or the head, which stay here. The trained tensors then go to a
+    fresh worker, which answers with features for the inputs in another order; the accuracy is
+    computed here, before and after.
+    """
+    x, labels, head = trusted("fit").noise_classification(TRAINING["samples"], seed)
+    init = derived_seed(seed, "initialization")  # the adapters' random init; the data's seed stays here
+    tensors = worker.load(grading.checkpoints[0], seed=init).fields["tensors"]
+    trainable = {t.name: t for t in tensors if t.trainable}
+    if not trainable:
+        case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
+        return
+    order = permutation(len(x), seed, "training order")
+    features = worker.ask(Request(Ask.TRAIN, {"lr": TRAINING["lr"]}, {"x": x[order]})).tensors["features"]
+    steps = 0
+    while steps < TRAINING["steps"] and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING["target"]:
+        gradient = loss_gradient(features, head, labels[order])
+        features = worker.ask(Request(Ask.STEP, tensors={"gradient": gradient})).tensors["features"]
+        steps += 1
+    trained = worker.ask(Request(Ask.TRAINED)).tensors
+    check_trained(trained, trainable)
+    order = permutation(len(x), seed, "evaluation order")
+    evaluator_ready.result()
+    evaluator.load(grading.checkpoints[0], seed=init)
+    before = evaluator.ask(Request(Ask.FORWARD, {"profile": False}, {"x": x[order]})).tensors["y"]
+    evaluator.ask(Request(Ask.ASSIGN, tensors=trained))
+    after = evaluator.ask(Request(Ask.FORWARD, {"profile": False}, {"x": x[order]})).tensors["y"]
+    problem = features_fail(before, x) or features_fail(after, x)
+    if problem:
+        case.score, case.message = 0.0, problem
+        return
+    progress, case.message = check_training(accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all()))
+    case.score = round(case.max_score * progress, 2)
+
+
+def permutation(n: int, seed: int, purpose: str) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derived_seed(seed, purpose)))
+
+
+def features_fail(features: torch.Tensor, x: torch.Tensor) -> str:
+    """Why `features` cannot be scored ("" if they can): one row of BigNet's width per input."""
+    if features.shape != x.shape or not features.is_floating_point():
+        return f"the model's features are {describe_tensor(features)}; expected float {tuple(x.shape)}"
+    return ""
+
+
+def accuracy(features: torch.Tensor, head: torch.nn.Linear, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (head(features.float()).argmax(dim=1) == labels).float().mean().item()
+
+
+def loss_gradient(features: torch.Tensor, head: torch.nn.Linear, labels: torch.Tensor) -> torch.Tensor:
+    """d(cross entropy of the head's logits)/d(features): all the worker needs to train, and no label."""
+    features = features.detach().float().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(head(features), labels)
+    return torch.autograd.grad(loss, features)[0]
+
+
+def check_trained(trained: dict, trainable: dict) -> None:
+    """The trained tensors must be the model's trainable parameters, as its load described them."""
+    for name, tensor in trained.items():
+        info = trainable.get(name)
+        if info is None or tuple(tensor.shape) != info.shape or tensor.dtype != info.dtype:
+            raise BadAnswer(f"its trained tensor {name[:60]!r} is not one of the model's trainable parameters")
+    if trained.keys() != trainable.keys():
+        raise BadAnswer("its trained tensors are not all of the model's trainable parameters")
+
+
 def plan_cases(part: Part, suite: Suite) -> list[Case]:
     """The cases of `part` on `suite`, with their points: output and training points shared among their cases."""
-    outputs = [output_name(c, i) for c in suite.checkpoints for i in suite.inputs]
+    outputs = [output_name(suite, c, i) for c in range(len(suite.checkpoints)) for i in range(len(suite.inputs))]
     cases = [Case(name, part.points["output"] / len(outputs)) for name in outputs]
     cases += [Case(kind, float(points)) for kind, points in part.points.items() if kind in ("memory", "adapters")]
     if "training" in part.points:
-        cases += [Case(training_name(seed), part.points["training"] / len(suite.train_seeds)) for seed in suite.train_seeds]
+        cases += [Case(training_name(suite, k), part.points["training"] / len(suite.train_seeds)) for k in range(len(suite.train_seeds))]
     return cases
 
 
-def output_name(checkpoint, inputs) -> str:
-    if (checkpoint, inputs) == PUBLIC_CASE:
+def output_name(suite: Suite, c: int, i: int) -> str:
+    """A case's name, which shows its weight family and batch size, never its seeds: hidden ones are secret."""
+    if len(suite.checkpoints) == len(suite.inputs) == 1:
         return "output"
-    return f"output [checkpoint seed {checkpoint.seed} {checkpoint.family}, {inputs.n} inputs seed {inputs.seed}]"
+    return f"output [checkpoint {c + 1} {suite.checkpoints[c].family}, inputs {i + 1}: {suite.inputs[i].n}]"
 
 
-def training_name(seed: int) -> str:
-    return "training" if seed == 0 else f"training [seed {seed}]"
+def training_name(suite: Suite, k: int) -> str:
+    return "training" if len(suite.train_seeds) == 1 else f"training [{k + 1}]"
 
 
 def award(case: Case, passed: bool, message: str) -> None:
     case.score, case.message = (case.max_score if passed else 0.0), message
 
 
-def check_output(payload: bytes, reference: torch.Tensor, max_limit: float, mean_limit: float | None) -> tuple[bool, str, dict]:
-    try:
-        y = torch.load(io.BytesIO(payload), weights_only=True)
-    except Exception:
-        return False, "the output could not be read back as a tensor", {}
-    if not isinstance(y, torch.Tensor) or y.shape != reference.shape or not y.is_floating_point():
+def check_output(y: torch.Tensor, reference: torch.Tensor, max_limit: float, mean_limit: float | None) -> tuple[bool, str, dict]:
+    if y.shape != reference.shape or not y.is_floating_point():
         return False, f"the output is {describe_tensor(y)}; expected float {tuple(reference.shape)}", {}
     y = y.float()
     if not torch.isfinite(y).all():
@@ -245,18 +349,20 @@ def check_output(payload: bytes, reference: torch.Tensor, max_limit: float, mean
     return summarize(checks) + (diffs,)
 
 
-def check_memory(part: Part, start: dict, loaded: dict, forward: dict) -> tuple[bool, str]:
-    checks = [at_most("theoretical", loaded["theoretical"], part.memory_limit, mb), at_most("allocated", loaded["allocated"], part.memory_limit, mb)]
-    if "resident" in start:  # the kernel's figures (Linux): what the process really holds, whatever the submission patched
-        checks.append(at_most("resident", loaded["resident"] - start["resident"], part.memory_limit + RESIDENT_SLACK, mb))
+def check_memory(part: Part, model: dict, forward: dict) -> tuple[bool, str]:
+    checks = [at_most("theoretical", model["theoretical"], part.memory_limit, mb), at_most("allocated", model["allocated"], part.memory_limit, mb)]
+    if model["resident"] is not None:  # the kernel's figures (Linux): what the process really holds, whatever the submission patched
+        checks.append(at_most("resident", model["resident"], part.memory_limit + RESIDENT_SLACK, mb))
     checks.append(at_most("forward peak allocated", forward["peak"], FORWARD_LIMIT, mb))
-    if forward.get("hwm") is not None:
-        checks.append(at_most("forward peak resident", forward["hwm"] - loaded["rss"], FORWARD_LIMIT, mb))
+    if "hwm" in forward:
+        checks.append(at_most("forward peak resident", forward["hwm"], FORWARD_LIMIT, mb))
+    if "read" in forward:
+        checks.append(at_most("forward read from files", forward["read"], FORWARD_READ_LIMIT, mb))
     return summarize(checks)
 
 
-def check_adapters(part: Part, start: dict, loaded: dict, forward: dict) -> tuple[bool, str]:
-    trainable, dtypes = loaded["trainable"], loaded["trainable_dtypes"]
+def check_adapters(part: Part, model: dict, forward: dict) -> tuple[bool, str]:
+    trainable, dtypes = model["trainable"], model["trainable_dtypes"]
     checks = [
         at_most("trainable parameters", trainable, MAX_TRAINABLE, millions),
         at_least("trainable parameters", trainable, MIN_TRAINABLE, millions),
@@ -265,17 +371,15 @@ def check_adapters(part: Part, start: dict, loaded: dict, forward: dict) -> tupl
     return summarize(checks)
 
 
-def check_training(result: dict) -> tuple[float, str]:
+def check_training(start: float, final: float, steps: int, finite: bool) -> tuple[float, str]:
     """(progress from 0 to 1, message): the share of the way from the starting accuracy to the target."""
-    if "error" in result:
-        return 0.0, str(result["error"])
-    start, best, target = result["start"], result["best"], TRAINING["target"]
-    if not (math.isfinite(start) and math.isfinite(best)):
+    target = TRAINING["target"]
+    if not (math.isfinite(start) and math.isfinite(final)):
         return 0.0, "the accuracy is NaN"
-    message = f"accuracy {start:.3f} -> {best:.3f} in {result['steps']} steps (target {target} within {TRAINING['steps']} steps)"
-    if not result["finite"]:
+    message = f"accuracy {start:.3f} -> {final:.3f} after {steps} steps (target {target} within {TRAINING['steps']} steps)"
+    if not finite:
         return 0.0, f"the outputs became NaN or inf during training ({message})"
-    return (1.0 if best >= target else max(0.0, min(1.0, (best - start) / (target - start)))), message
+    return (1.0 if final >= target else max(0.0, min(1.0, (final - start) / (target - start)))), message
 
 
 def at_most(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -> tuple[bool, str]:

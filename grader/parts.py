@@ -6,8 +6,10 @@ case: the default checkpoint and 256 inputs of seed 0). Staff add hidden cases w
 (see `load_suite` and grader/README.md) without changing anything here.
 """
 
+import hashlib
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,9 @@ RESIDENT_SLACK = 2 * MB
 # A forward pass that needs as much memory as BigNet's float32 weights (72.11 MB) has them.
 # Reference: at most 12.3 MB allocated and 16.3 MB resident (profiler buffers included) for 256 inputs.
 FORWARD_LIMIT = 18_903_040 * 4
+# A forward pass reads its inputs from the grader's pipe, and nothing else: reading a checkpoint's float32
+# weights, even one layer at a time, reads megabytes. Reference: 0 bytes beyond the request.
+FORWARD_READ_LIMIT = 1 * MB
 # LoRA adapters: trainable, float32, at least rank 1 on all 18 layers, and the base frozen: trainable
 # parameters under a quarter of BigNet's 18.9 M. Reference: 1.19 M (rank 32, plus the LayerNorms).
 MIN_TRAINABLE = 18 * 2 * 1024
@@ -96,6 +101,32 @@ class Suite:
 PUBLIC = Suite()
 PUBLIC_CASE = (Checkpoint(), Inputs())  # the case the thresholds above were set on
 HIDDEN_ENV = "GRADER_HIDDEN"
+# torch's CPU generator is seeded with the low 32 bits of a seed: below this, a submission could try them all.
+GUESSABLE = 2**24
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A seed for `purpose` (an order, an initialization) that reveals nothing of `seed`, the training data's."""
+    return int.from_bytes(hashlib.blake2b(f"{purpose} {seed}".encode(), digest_size=8).digest(), "little")
+
+
+def make_hidden(path: str | Path, checkpoints: int = 3, inputs: int = 2, train: int = 2, force: bool = False) -> Path:
+    """Staff: write a hidden configuration of secret cases (64 random bits per seed), readable by its owner only."""
+    from .reference import trusted
+
+    families, path = trusted("checkpoint").FAMILIES, Path(path)
+    if path.exists() and not force:
+        raise GraderError(f"{path} exists: give --force to replace it")
+    config = {
+        "checkpoints": [{"seed": secrets.randbits(64), "family": families[k % len(families)]} for k in range(checkpoints)],
+        "inputs": [{"seed": secrets.randbits(64), "n": (256, 1024)[k % 2]} for k in range(inputs)],
+        "train_seeds": [secrets.randbits(64) for _ in range(train)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(config, indent=1) + "\n")
+    return path
 
 
 def load_suite(path: str | Path | None = None) -> Suite:
@@ -115,9 +146,17 @@ def load_suite(path: str | Path | None = None) -> Suite:
         )
     except (OSError, ValueError, TypeError) as e:
         raise GraderError(f"cannot use the hidden config {path}: {e}") from None
+    from .reference import trusted
+
     for checkpoint in suite.checkpoints:
-        if checkpoint.family not in ("default", "gaussian", "heavy_tailed"):
+        if checkpoint.family not in trusted("checkpoint").FAMILIES:
             raise GraderError(f"hidden config {path}: unknown weight family {checkpoint.family!r}")
-    if not suite.checkpoints or not suite.inputs or not all(0 < i.n <= 4096 for i in suite.inputs):
-        raise GraderError(f"hidden config {path}: needs at least one checkpoint and input batches of 1 to 4096")
+    if not suite.checkpoints or not suite.inputs or not suite.train_seeds or not all(0 < i.n <= 4096 for i in suite.inputs):
+        raise GraderError(f"hidden config {path}: needs at least one checkpoint, input batch and training seed, and batches of 1 to 4096")
+    seeds = [c.seed for c in suite.checkpoints] + [i.seed for i in suite.inputs] + list(suite.train_seeds)
+    if not all(isinstance(seed, int) and 0 <= seed < 2**64 for seed in seeds):
+        raise GraderError(f"hidden config {path}: seeds are whole numbers from 0 to 2^64 - 1")
+    guessable = [seed for seed in seeds if seed % 2**32 < GUESSABLE]
+    if guessable:
+        raise GraderError(f"hidden config {path}: seed {guessable[0]} is small enough for a submission to guess; make secret ones with: python -m grader hidden PATH")
     return suite

@@ -14,6 +14,7 @@ never imported here.
 import contextlib
 import functools
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -21,11 +22,21 @@ from pathlib import Path
 
 import torch
 
-from .child import TRUSTED, import_private
 from .parts import PUBLIC_CASE, Checkpoint, GraderError, Inputs, Part, Suite
 
 HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
-HIDDEN_DIR = HOMEWORK_DIR.parent / "checkpoints" / "hidden"
+CHECKPOINT_DIR = HOMEWORK_DIR.parent / "checkpoints"
+HIDDEN_DIR = CHECKPOINT_DIR / "hidden"
+TRUSTED = "_grader_homework"  # the grader's own homework package, under a name no submission uses
+
+
+def import_private(name: str, package_dir: Path):
+    """Import the package in `package_dir` under `name`; its modules then import as `name.module`."""
+    spec = importlib.util.spec_from_file_location(name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return package
 
 
 @functools.cache
@@ -42,6 +53,8 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
     path = tools.DEFAULT_PATH if checkpoint == Checkpoint() else HIDDEN_DIR / f"seed{checkpoint.seed}-{checkpoint.family}.pth"
     if not path.exists():  # force: a grader side by side may have just made it too
         tools.save(tools.make_state_dict(trusted("bignet").BigNet(), checkpoint.seed, checkpoint.family), path, force=True)
+    if os.geteuid() == 0:  # as root, parts run as another user (sandbox.worker_identity): the grader's files are not theirs to read
+        path.chmod(0o600)
     return path
 
 
@@ -102,7 +115,7 @@ def reference_model(scheme: str, checkpoint: Checkpoint) -> torch.nn.Module:
 
 @contextlib.contextmanager
 def one_thread():
-    """Compute on one thread, as the children do: the same numbers on every machine, and the children keep the cores."""
+    """Compute on one thread, as the workers do: the same numbers on every machine, and the workers keep the cores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

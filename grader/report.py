@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .grade import PartResult, Report
 from .parts import MB
+from .protocol import Status
 
 COLOURS = {"full": "\033[32m", "partial": "\033[33m", "none": "\033[31m", "dim": "\033[2m"}
 RESET = "\033[0m"
@@ -21,11 +22,11 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     width = max(len(p.part.title) for p in report.parts) + 2
     lines = [f"Grading {report.submission}", ""]
     for result in report.parts:
-        note = result.reason if result.status != "ok" else ""
+        note = result.reason if result.status != Status.OK else ""
         if verbose:
             note += f" ({result.seconds:.0f} s)"
         lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
-        if verbose and result.status == "ok":
+        if verbose and result.status == Status.OK:
             for case in result.cases:
                 lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6g} / {case.max_score:g}", level(case.score, case.max_score)) + f"  {case.message}")
         if verbose > 1 and result.output.strip():
@@ -38,6 +39,8 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     if extra:
         total += f"  + {report.extra_credit:g} / {sum(p.part.max_score for p in extra):g} extra credit"
     lines.append(total + f"  ({report.seconds:.0f} s)")
+    if verbose and report.sandbox:
+        lines.append(paint("Sandbox: " + "; ".join(f"{name}: {what}" for name, what in report.sandbox.items()), "dim"))
     return "\n".join(lines)
 
 
@@ -66,9 +69,9 @@ def gradescope(report: Report) -> dict:
 
 def summary(report: Report) -> dict:
     """What batch mode reads back: per-part points and status, the total and the extra credit."""
-    parts = {r.part.name: {"score": r.score, "status": r.status, "reason": r.reason} for r in report.parts}
+    parts = {r.part.name: {"score": r.score, "status": r.status.value, "reason": r.reason} for r in report.parts}
     statuses = {r.status for r in report.parts}
-    status = "timeout" if "timeout" in statuses else "crashed" if "crashed" in statuses else "graded"
+    status = next((s.value for s in (Status.TIMEOUT, Status.CRASHED, Status.REFUSED) if s in statuses), "graded")
     return {"status": status, "parts": parts, "total": report.total, "extra_credit": report.extra_credit}
 
 

@@ -1,164 +1,278 @@
 """
-Runs grader/child.py on one part of a submission, in its own process group, and watches it:
-a wall-clock timeout and a memory cap (both enforced by killing the group), output captured to a
-file, messages read from a pipe, and the kernel's memory figures for the child read at each phase
-it announces. Nothing the child sends is unpickled: headers are JSON, tensors are loaded with
-weights_only=True by the caller.
+The grading process's side of a part's process (grader/worker.py): starting it, asking it one
+request at a time (protocol.py), and reading what the kernel says about it at the moments the
+grading process chooses. Everything here runs in the trusted process.
+
+A worker runs in its own process group with a wall-clock deadline and a memory cap (both enforced
+by killing the group), its output captured to a file, confined by the kernel as far as this system
+allows (confinement.py), and, when the grader runs as root (a Gradescope container), as an
+unprivileged user. It can read only what it is given: the runtime files, the submission, its own
+working folder, and a copy of a checkpoint for as long as a LOAD request takes.
 """
 
-import json
 import os
+import pwd
 import re
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-CHILD = Path(__file__).resolve().parent / "child.py"
-MAX_HEADER = 64 * 1024
-MAX_PAYLOAD = 64 * 2**20  # an output of 4096 x 1024 float32 is 16 MB
+from .parts import GraderError
+from .protocol import Answer, Ask, BadAnswer, PartStopped, Request, Status, check_answer, take_message
+
+GRADER_DIR = Path(__file__).resolve().parent
+RUNTIME_FILES = (GRADER_DIR / "worker.py", GRADER_DIR / "protocol.py", GRADER_DIR / "confinement.py", GRADER_DIR.parent / "homework" / "memory.py")
+USER_ENV = "GRADER_USER"  # the unprivileged user parts run as when the grader runs as root (default: nobody)
 POLL_SECONDS = 0.05
-STOP = threading.Event()  # set on Ctrl-C: every watcher kills its child and returns at once
+PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a worker sets up (worker.confine); each is reported
+STOP = threading.Event()  # set on Ctrl-C: every worker is killed, and every ask returns at once
 
 
-@dataclass
-class ChildRun:
-    messages: list[tuple[dict, bytes]] = field(default_factory=list)  # (header, payload), phases excluded
-    sequence: list[str] = field(default_factory=list)  # every message and phase, in order, as `token` names it
-    phases: dict[str, dict] = field(default_factory=dict)  # phase name -> the child's facts and the kernel's figures
-    status: str = "ok"  # ok, error (the submission raised), timeout, crashed
-    reason: str = ""  # one line, when status is not ok
-    output: str = ""  # the tail of what the child printed
+def prepare(root: Path, submission: Path) -> None:
+    """The grading folder: runtime/ (the worker's files) and code/homework (a copy of the submission), readable by a worker."""
+    runtime = root / "runtime"
+    runtime.mkdir()
+    for file in RUNTIME_FILES:
+        shutil.copyfile(file, runtime / file.name)
+    # The worker imports a copy: the submission's own folder stays as it was, and nothing beside it is importable.
+    shutil.copytree(submission, root / "code" / "homework", ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o711 if path == root else 0o755 if path.is_dir() else 0o644)  # the root can be crossed, not listed
 
 
-def run_child(job: dict, part_dir: Path, timeout: float, memory_cap: int, output_cap: int) -> ChildRun:
-    """Run one part's child with `job` (see child.py); never raises for anything the child does."""
-    workdir = part_dir / "work"
-    workdir.mkdir(parents=True)
-    to_parent_r, to_parent_w = os.pipe()
-    from_parent_r, from_parent_w = os.pipe()
-    job = {**job, "fds": [to_parent_w, from_parent_r], "workdir": str(workdir), "memory_cap": memory_cap, "output_cap": output_cap}
-    log_path = part_dir / "output.txt"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-E", "-B", str(CHILD), json.dumps(job)],
-            cwd=workdir,
-            env=child_environment(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(to_parent_w, from_parent_r),
-            start_new_session=True,  # its own process group, so a kill reaches anything it started
-        )
-    os.close(to_parent_w)
-    os.close(from_parent_r)
+@dataclass(frozen=True)
+class Identity:
+    """Who the workers run as: the grader's own user, or an unprivileged one (uid, gid) when the grader is root."""
+
+    uid: int | None = None
+    gid: int | None = None
+    note: str = ""  # why not, when not
+
+    @property
+    def separate(self) -> bool:
+        return self.uid is not None
+
+
+def worker_identity() -> Identity:
+    """An unprivileged user for the workers, when the grader runs as root and that user can run this Python."""
+    if os.geteuid() != 0:
+        return Identity(note="the grader is not root: parts run as its own user")
+    name = os.environ.get(USER_ENV, "nobody")
     try:
-        data_folders = {os.path.realpath(f) for f in (workdir, job["submission"], *(Path(c).parent for c in job["checkpoints"]))}  # as smaps names them
-        run = watch(process, to_parent_r, from_parent_w, timeout, memory_cap, data_folders)
-    finally:
-        kill(process)
-        os.close(to_parent_r)
-        os.close(from_parent_w)
-    if run.status == "ok" and not any(h["kind"] in ("done", "error") for h, _ in run.messages):
-        run.status, run.reason = "crashed", exit_reason(process.returncode)
-    run.output = tail(log_path)
-    return run
+        user = pwd.getpwnam(name)
+    except KeyError:
+        return Identity(note=f"no user {name!r} (set {USER_ENV})")
+    import torch  # what the worker must be able to read: the interpreter and torch
+
+    for path in (Path(sys.executable).resolve(), Path(torch.__file__).resolve()):
+        if not reachable(path, user.pw_uid, user.pw_gid):
+            return Identity(note=f"user {name} cannot read {path}")
+    return Identity(user.pw_uid, user.pw_gid, f"user {name}")
 
 
-def watch(process: subprocess.Popen, messages_fd: int, ack_fd: int, timeout: float, memory_cap: int, data_folders: set[str]) -> ChildRun:
-    run = ChildRun()
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    open_fds = [messages_fd]
-    while open_fds or process.poll() is None:
-        if STOP.is_set():
-            run.status, run.reason = "crashed", "interrupted"
-            return run
-        if time.monotonic() > deadline:
-            run.status, run.reason = "timeout", f"timed out after {timeout:g} s"
-            return run
-        status = read_status(process.pid)
-        # RLIMIT_DATA (set by the child) makes allocations fail past memory_cap, with a clear error; this
-        # catches, later, what that limit does not count (shared memory) and systems that ignore it.
-        if status and status["VmRSS"] > 1.5 * memory_cap:
-            run.status, run.reason = "crashed", f"used more than {1.5 * memory_cap / 2**30:g} GB of memory"
-            return run
-        if not open_fds:
-            time.sleep(POLL_SECONDS)
-            continue
-        if select.select(open_fds, [], [], POLL_SECONDS)[0]:
-            data = os.read(messages_fd, 2**20)
-            if not data:
-                open_fds = []
-            buffer += data
+def reachable(path: Path, uid: int, gid: int) -> bool:
+    """Whether `uid` can traverse every folder above `path` and read it, by the permission bits."""
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        shift = 6 if info.st_uid == uid else 3 if info.st_gid == gid else 0
+        needed = (stat.S_IXOTH if folder != path or folder.is_dir() else 0) | (stat.S_IROTH if folder == path else 0)
+        if (info.st_mode >> shift) & needed != needed:
+            return False
+    return True
+
+
+class Worker:
+    """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
+
+    def __init__(self, part: str, root: Path, name: str, deadline: float, identity: Identity, private: list[Path], memory_cap: int, output_cap: int):
+        self.part, self.deadline, self.identity, self.private = part, deadline, identity, private
+        self.memory_cap, self.output_cap = memory_cap, output_cap
+        self.root = root = Path(os.path.realpath(root))  # as /proc names it
+        self.folder = root / name
+        self.work, self.inbox, self.log = self.folder / "work", self.folder / "load", self.folder / "output.txt"
+        for folder in (self.folder, self.work, self.inbox):
+            folder.mkdir()
+            folder.chmod(0o711)
+        if identity.separate:
+            os.chown(self.work, identity.uid, identity.gid)
+        self.process: subprocess.Popen | None = None
+        self.buffer = b""  # what the worker sent beyond the last answer
+        self.last_request_size = 0  # bytes: the worker reads them from its pipe
+        self.baseline_files: set[str] = set()
+
+    def __enter__(self) -> "Worker":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None:
+            kill(self.process)
+            os.close(self.requests)
+            os.close(self.answers)
+
+    def output(self) -> str:
+        return tail(self.log)
+
+    def start(self) -> dict:
+        """Start the process and let it confine itself; returns {protection: what it achieved}."""
+        requests_r, self.requests = os.pipe()
+        self.answers, answers_w = os.pipe()
+        os.set_blocking(self.requests, False)  # a worker that stops reading must not block the grading process
+        user = {"user": self.identity.uid, "group": self.identity.gid, "extra_groups": []} if self.identity.separate else {}
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-E", "-B", str(self.root / "runtime" / "worker.py"), str(requests_r), str(answers_w)],
+                cwd=self.work,
+                env=worker_environment(self.work),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(requests_r, answers_w),
+                start_new_session=True,  # its own process group, so a kill reaches anything it started
+                **user,
+            )
+        os.close(requests_r)
+        os.close(answers_w)
+        fields = {
+            "part": self.part,
+            "submission": str(self.root / "code"),
+            "readable": [str(self.root / "runtime"), str(self.root / "code"), str(self.inbox)],
+            "writable": [str(self.work), os.devnull],
+            "private": [str(p) for p in self.private],
+            "memory_cap": self.memory_cap,
+            "output_cap": self.output_cap,
+            "protections": list(PROTECTIONS),
+        }
         try:
-            messages, buffer = split_messages(buffer)
-        except ValueError as e:
-            run.status, run.reason = "crashed", f"sent malformed results ({e})"
-            return run
-        for header, payload in messages:
-            run.sequence.append(token(header))
-            if header["kind"] == "phase":
-                run.phases[token(header)] = {**header, **kernel_figures(process.pid, data_folders)}
-                os.write(ack_fd, b"1")
-            else:
-                run.messages.append((header, payload))
-                if header["kind"] == "error":
-                    run.status, run.reason = "error", str(header.get("message", ""))
-    return run
+            protections = self.ask(Request(Ask.START, fields)).fields["protections"]
+        except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure
+            printed = self.output().strip().splitlines()
+            raise GraderError(f"a part's process could not start ({e.reason}): {printed[-1] if printed else 'it printed nothing'}") from None
+        self.baseline_files = set(self.held_files())  # the interpreter's and torch's own, before the submission is imported
+        return protections
+
+    def ask(self, request: Request) -> Answer:
+        """Send `request` and wait for its answer; raises PartStopped when there is none to be had."""
+        data = request.encode()
+        self.last_request_size = len(data)
+        self._send(data)
+        while True:
+            try:
+                message, self.buffer = take_message(self.buffer)
+            except ValueError as e:
+                raise BadAnswer(f"it sent something that is not a message ({e})") from None
+            if message:
+                return check_answer(request, *message)
+            self._wait(self.answers, writing=False)
+            data = os.read(self.answers, 2**20)
+            if not data:
+                self.process.wait()
+                raise PartStopped(Status.CRASHED, exit_reason(self.process.returncode))
+            self.buffer += data
+
+    def load(self, checkpoint: Path, seed: int, ask: Ask = Ask.LOAD) -> Answer:
+        """
+        Ask for a load of a copy of `checkpoint`. Once it has answered, the copy is removed and its
+        working folder emptied, and it must hold no file it did not hold before the submission was
+        imported: from then on, the float32 weights are out of its reach.
+        """
+        copy = self.inbox / "checkpoint.pth"
+        shutil.copyfile(checkpoint, copy)
+        if self.identity.separate:
+            os.chown(copy, self.identity.uid, self.identity.gid)
+        copy.chmod(0o400)
+        try:
+            answer = self.ask(Request(ask, {"path": str(copy), "seed": seed}))
+        finally:
+            copy.unlink()
+            for path in self.work.iterdir():
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        kept = sorted(set(self.held_files()) - self.baseline_files)
+        if kept:
+            raise PartStopped(Status.REFUSED, f"it kept {kept[0]} after load() returned{f' (and {len(kept) - 1} more)' if len(kept) > 1 else ''}: only the model may outlive the load")
+        return answer
+
+    def _send(self, data: bytes) -> None:
+        while data:
+            self._wait(self.requests, writing=True)
+            try:
+                data = data[os.write(self.requests, data) :]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                self.process.wait()
+                raise PartStopped(Status.CRASHED, exit_reason(self.process.returncode)) from None
+
+    def _wait(self, fd: int, writing: bool) -> None:
+        """Until `fd` is ready, watching the deadline, the memory cap and Ctrl-C."""
+        while True:
+            if STOP.is_set():
+                raise PartStopped(Status.CRASHED, "interrupted")
+            if time.monotonic() > self.deadline:
+                raise PartStopped(Status.TIMEOUT, "timed out")  # grade.py says after how long
+            status = read_status(self.process.pid)
+            # RLIMIT_DATA (set by the worker) makes allocations fail past memory_cap, with a clear error; this
+            # catches, later, what that limit does not count (shared memory) and systems that ignore it.
+            if status and status["VmRSS"] > 1.5 * self.memory_cap:
+                raise PartStopped(Status.CRASHED, f"used more than {1.5 * self.memory_cap / 2**30:g} GB of memory")
+            ready = select.select([], [fd], [], POLL_SECONDS)[1] if writing else select.select([fd], [], [], POLL_SECONDS)[0]
+            if ready:
+                return
+
+    # --- what the kernel says about the worker (Linux; None or empty elsewhere) --------------------
+
+    def memory(self) -> dict | None:
+        """{"resident": what can hold a model (see resident_memory), "rss", "hwm": the peak since reset_peak()}."""
+        status = read_status(self.process.pid)
+        resident = resident_memory(self.process.pid, {os.path.realpath(self.root)})
+        if not status or resident is None:
+            return None
+        return {"resident": resident, "rss": status["VmRSS"], "hwm": status["VmHWM"]}
+
+    def reset_peak(self) -> bool:
+        try:
+            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # 5: reset the peak resident size (VmHWM) to the current one
+            return True
+        except OSError:
+            return False
+
+    def bytes_read(self) -> int | None:
+        """All bytes the worker's read() calls returned so far (rchar): files, pipes and all."""
+        try:
+            for line in Path(f"/proc/{self.process.pid}/io").read_text().splitlines():
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    def held_files(self) -> list[str]:
+        """The files the worker holds open or mapped, other than shared libraries: pipes, memfds and sockets included."""
+        pid = self.process.pid
+        held = []
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    held.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    pass
+            mappings = [line.split(maxsplit=5) for line in Path(f"/proc/{pid}/maps").read_text().splitlines()]
+        except OSError:
+            return []
+        mapped = [(fields[1], fields[5]) for fields in mappings if len(fields) == 6 and not fields[5].startswith("[")]
+        libraries = {path for permissions, path in mapped if library(path, permissions) and not path.startswith(str(self.root) + os.sep)}
+        return held + [f"a mapping of {path}" for _, path in mapped if path not in libraries]
 
 
-def split_messages(buffer: bytes) -> tuple[list[tuple[dict, bytes]], bytes]:
-    """The complete messages at the start of `buffer` (the format Channel.send writes), and the rest."""
-    messages = []
-    while (end := buffer.find(b"\n", 0, MAX_HEADER)) >= 0:
-        header = json.loads(buffer[:end])
-        if not isinstance(header, dict) or not isinstance(header.get("kind"), str) or not isinstance(header.get("size"), int) or not 0 <= header["size"] <= MAX_PAYLOAD:
-            raise ValueError("bad header")
-        stop = end + 1 + header["size"]
-        if len(buffer) < stop:
-            break
-        messages.append((header, buffer[end + 1 : stop]))
-        buffer = buffer[stop:]
-    if len(buffer) > MAX_HEADER + MAX_PAYLOAD:
-        raise ValueError("message too large")
-    if buffer and buffer.find(b"\n", 0, MAX_HEADER) < 0 and len(buffer) >= MAX_HEADER:
-        raise ValueError("header too long")
-    return messages, buffer
-
-
-def token(header: dict) -> str:
-    """A message in a few words, e.g. "loaded" or "output 0 1", to check the order they came in (grade.py)."""
-    kind = header["kind"]
-    if kind == "phase":
-        return str(header.get("phase"))
-    if kind == "output":
-        return f"output {header.get('checkpoint')} {header.get('inputs')}"
-    if kind == "training":
-        return f"training {header.get('seed')}"
-    return kind
-
-
-def kernel_figures(pid: int, data_folders: set[str]) -> dict:
-    """
-    What the kernel says about the child now: the memory that can hold a model (`resident`, see
-    `resident_memory`), all resident memory (`rss`), and its peak since the last reset (`hwm`, after
-    which the peak is reset to now). Empty where /proc is missing (macOS).
-    """
-    status = read_status(pid)
-    resident = resident_memory(pid, data_folders)
-    if not status or resident is None:
-        return {}
-    figures = {"resident": resident, "rss": status["VmRSS"], "hwm": status["VmHWM"]}
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")  # 5: reset the peak resident size (VmHWM) to the current one
-    except OSError:
-        figures["hwm"] = None
-    return figures
+def library(path: str, permissions: str) -> bool:
+    """A shared library, as mappings go: a file mapped executable that still exists."""
+    return "x" in permissions and not path.endswith(" (deleted)")
 
 
 MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+ *(.*)$")
@@ -190,7 +304,7 @@ def resident_memory(pid: int, data_folders: set[str]) -> int | None:
             anonymous += private
             if path and not path.startswith("["):  # a file, not [heap] or [stack]
                 file_pages[path] = file_pages.get(path, 0) + rss - private
-    libraries = {p for p in executable if not p.endswith(" (deleted)") and not any(p.startswith(f + os.sep) for f in data_folders)}
+    libraries = {p for p in executable if library(p, "x") and not any(p.startswith(f + os.sep) for f in data_folders)}
     return anonymous + sum(size for p, size in file_pages.items() if p not in libraries)
 
 
@@ -208,9 +322,11 @@ def read_status(pid: int) -> dict[str, int] | None:
     return fields if len(fields) == 3 else None
 
 
-def child_environment(workdir: Path) -> dict[str, str]:
+def worker_environment(workdir: Path) -> dict[str, str]:
+    """The grader's environment, less anything of its own (the hidden configuration's path, say)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER")}
     return {
-        **os.environ,
+        **inherited,
         "HOME": str(workdir),
         "TMPDIR": str(workdir),
         "OMP_NUM_THREADS": "1",
@@ -222,7 +338,7 @@ def child_environment(workdir: Path) -> dict[str, str]:
 
 
 def kill(process: subprocess.Popen) -> None:
-    """Kill the child's process group (anything it may have started included) and reap the child."""
+    """Kill the worker's process group (anything it may have started included) and reap it."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from grader import sandbox
 from grader.grade import grade
+from grader.parts import load_suite, make_hidden
 from grader.release import strip_markers
 from grader.report import gradescope, render
 
@@ -114,12 +116,172 @@ def stop_in_load(module: str, body: str):
     return replace(f"{module}.py", "def load(path", f"def load(path=None):\n{body}\n\n\ndef replaced_load(path")
 
 
-# A report written straight into the grader's pipe, claiming the model takes no memory.
-FORGED_LOADED = {"kind": "phase", "phase": "loaded", "allocated": 0, "theoretical": 0, "trainable": 0, "frozen": 0, "trainable_dtypes": [], "size": 0}
-FORGE = f"""    import json, os, sys
 
-    os.write(json.loads(sys.argv[1])["fds"][0], json.dumps({FORGED_LOADED!r}).encode() + b"\\n")
-    return load_weights(BigNet4Bit(), path)"""
+# --- Attacks by a student who has read the starter (grader/ included), each as the grader's README
+# describes it. Each must lose the cases it cheats on, for the reason the grader names.
+
+REPO = REFERENCE.parent
+GRADER_CHECKPOINT = REPO / "checkpoints" / "bignet.pth"  # where the grader keeps its default checkpoint
+
+# Writes the answers a worker sends, BigNet's exact outputs on the public inputs among them, into the
+# grading process's pipe (worker.py takes its number on the command line), then exits.
+OWN_REPORT = """
+def load(path=None):
+    import io, json, os, sys
+
+    import torch
+
+    from .bignet import load as load_bignet
+    from .compare import random_inputs
+
+    buffer = io.BytesIO()
+    torch.save({"y": load_bignet(path)(random_inputs(256, 0))}, buffer)
+    answers = int(sys.argv[2])
+    for nonce, fields, payload in (("0" * 16, {"tensors": []}, b""), ("1" * 16, {"peak": 0}, buffer.getvalue())):
+        os.write(answers, json.dumps({"nonce": nonce, **fields, "size": len(payload)}).encode() + b"\\n" + payload)
+    os._exit(0)
+"""
+
+# A genuine 4-bit model whose forward reads BigNet's float32 weights from a checkpoint file, by bytes.
+READ_IN_FORWARD = f"""
+
+class Reads4Bit(BigNet4Bit):
+    def forward(self, x):
+        import io
+
+        with open({str(GRADER_CHECKPOINT)!r}, "rb") as f:
+            data = f.read()
+        exact = BigNet()
+        exact.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
+        return exact(x)
+
+
+def load(path=None):
+    return load_weights(Reads4Bit(), path)
+"""
+
+# No weights at all: load() finds which small seed and family made the checkpoint (as the checkpoint
+# tools make them), and forward() regenerates each layer's float32 weights from it, one at a time.
+REGENERATED = """
+import torch
+
+from . import checkpoint
+from .bignet import BigNet
+
+
+class Regenerated(torch.nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x):
+        weight = checkpoint._random_weights((self.out_features, self.in_features), self.in_features, self.net.family, self.net.generator)
+        bias = checkpoint._random_weights((self.out_features,), self.in_features, self.net.family, self.net.generator)
+        return torch.nn.functional.linear(x, weight, bias)
+
+
+class RegeneratedNet(BigNet):
+    def forward(self, x):
+        self.generator = torch.Generator().manual_seed(self.seed)
+        return super().forward(x)
+
+
+def load(path=None):
+    net = RegeneratedNet(make_linear=Regenerated)
+    for layer in net.modules():
+        if isinstance(layer, Regenerated):
+            object.__setattr__(layer, "net", net)
+    first = next(t for name, t in torch.load(path, weights_only=True).items() if name.endswith("weight") and t.dim() == 2)
+    net.seed, net.family = 0, "default"
+    for seed in range(10):
+        for family in checkpoint.FAMILIES:
+            if torch.equal(checkpoint._random_weights(first.shape, first.shape[1], family, torch.Generator().manual_seed(seed)), first):
+                net.seed, net.family = seed, family
+    return net
+"""
+
+# A genuine 4-bit model, plus each layer's float32 weights written through ctypes (which Python's audit
+# hooks do not see) into a file of the working folder, mapped back executable (as shared libraries
+# are), and the file closed: the copy outlives the load in those mappings.
+CTYPES_COPY = """
+import ctypes
+import mmap
+import os
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def load(path=None):
+    net = load_weights(BigNet4Bit(), path)
+    net.pages = []
+    for k, (name, tensor) in enumerate(torch.load(path, weights_only=True).items()):
+        if tensor.dim() == 2:
+            data = tensor.numpy().tobytes()
+            fd = LIBC.open(os.path.join(os.environ["TMPDIR"], f"layer{k}.bin").encode(), os.O_CREAT | os.O_RDWR, 0o600)
+            LIBC.write(fd, data, len(data))
+            net.pages.append(mmap.mmap(fd, len(data), prot=mmap.PROT_READ | mmap.PROT_EXEC))
+            LIBC.close(fd)
+    return net
+"""
+
+# The same copy kept in kernel memory that no resident figure counts: a memfd (shared memory), through ctypes.
+MEMFD_COPY = """
+import ctypes
+import os
+
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def load(path=None):
+    net = load_weights(BigNet4Bit(), path)
+    fd = LIBC.memfd_create(b"weights", 0)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "memfd_create: " + os.strerror(ctypes.get_errno()))
+    for tensor in torch.load(path, weights_only=True).values():
+        data = tensor.numpy().tobytes()
+        LIBC.write(fd, data, len(data))
+    net.copy = fd
+    return net
+"""
+
+# A half-precision model with one dummy float32 parameter instead of adapters, whose forward looks for the
+# labels and the head in its callers' frames, to return features the head maps onto the labels.
+READS_FRAMES = """
+from .half_precision import HalfBigNet
+
+
+class Peeking(HalfBigNet):
+    def __init__(self):
+        super().__init__()
+        self.requires_grad_(False)  # nothing that could learn for real: the LayerNorms stay as they are
+        self.dummy = torch.nn.Parameter(torch.zeros(40_000))
+
+    def forward(self, x):
+        import sys
+
+        frame = sys._getframe(1)
+        while frame is not None:
+            labels, head = frame.f_locals.get("labels"), frame.f_locals.get("head")
+            if isinstance(labels, torch.Tensor) and isinstance(head, torch.nn.Linear) and len(labels) == len(x):
+                direction = head.weight[1] - head.weight[0]
+                return (labels.float() * 2 - 1)[:, None] * direction * 100 + self.dummy.sum() * 0
+            frame = frame.f_back
+        return super().forward(x) + self.dummy.sum() * 0
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(Peeking(), path, new_keys=("dummy",))
+"""
+
+ATTACKS = {
+    "writes_its_own_report": Broken([write("half_precision.py", OWN_REPORT)], {"half_precision": 0}, {"half_precision": "sent something other than the answer to load"}, ("half_precision",)),
+    "reads_the_checkpoint_in_forward": Broken([append("low_precision.py", READ_IN_FORWARD)], {"low_precision": 0}, {"low_precision": "PermissionError"}, ("low_precision",)),
+    "keeps_a_copy_in_mapped_files": Broken([append("low_precision.py", CTYPES_COPY)], {"low_precision": 0}, {"low_precision": "layer0.bin (deleted) after load() returned"}, ("low_precision",)),
+    "keeps_a_copy_in_a_memfd": Broken([append("low_precision.py", MEMFD_COPY)], {"low_precision": 0}, {"low_precision": "memfd_create: Operation not permitted"}, ("low_precision",)),
+    "reads_the_training_loop_frames": Broken(
+        [append("lora.py", READS_FRAMES)], {"lora": 20}, {"lora": "accuracy 0.500 -> 0.500 after 20 steps"}, ("lora",)
+    ),
+}
 
 BROKEN = {
     "starter": Broken([write(f"{m}.py", STUB) for m in FULL], {m: 0 for m in FULL}, {m: "not implemented" for m in FULL}),
@@ -150,14 +312,15 @@ BROKEN = {
         ("half_precision",),
     ),
     "float32_copy_in_attribute": Broken(COPY_FLOAT32, {"low_precision": 10}, {"low_precision": "allocated 83.47 MB > 15.00 MB"}, ("low_precision",)),
-    "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {"low_precision": 10}, {"low_precision": "allocated 11.36 MB <= 15.00 MB, resident 8"}, ("low_precision",)),
+    # The checkpoint's copy is removed once load() returns: a mapping of it outlives the file, and is refused.
+    "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {"low_precision": 0}, {"low_precision": "checkpoint.pth (deleted) after load() returned"}, ("low_precision",)),
     "float32_reloaded_in_forward": Broken(
         [
             replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        from .bignet import load\n\n        return load(self.path)(x)\n"),
             replace("half_precision.py", "    return load_weights(HalfBigNet(), path)", "    net = load_weights(HalfBigNet(), path)\n    net.path = path\n    return net"),
         ],
-        {"half_precision": 10},
-        {"half_precision": "forward peak allocated 144"},
+        {"half_precision": 0},  # the path load() was given no longer exists
+        {"half_precision": "CheckpointError: no checkpoint at"},
         ("half_precision",),
     ),
     "wrong_nibble_order": Broken(
@@ -178,9 +341,7 @@ BROKEN = {
         ("lora", "qlora"),
     ),
     "really_4_bit": Broken([write("lower_precision.py", HIDDEN_4BIT)], {"lower_precision": 0}, {"lower_precision": "allocated 11.36 MB > 9.00 MB"}, ("lower_precision",)),
-    "forged_report": Broken(
-        [replace("low_precision.py", "    return load_weights(BigNet4Bit(), path)", FORGE)], {"low_precision": 0}, {"low_precision": "was it forged?"}, ("low_precision",)
-    ),
+    **ATTACKS,
     "patched_memory_probe": Broken(
         # QLoRA imports the rigged low_precision too, but holds no hidden copy: the kernel's figure clears it.
         COPY_FLOAT32 + [replace("low_precision.py", "import torch\n", RIG_PROBE + "\nimport torch\n")],
@@ -247,3 +408,30 @@ def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_r
         said = " ".join([graded[part].reason] + [case.message for case in graded[part].cases])
         assert words in said, said
     assert not ESCAPE.exists(), "a submission wrote outside its working folder"
+
+
+@pytest.fixture(scope="session")
+def hidden(tmp_path_factory):
+    """A hidden configuration as staff make it (secret seeds), small enough to grade quickly: one case of each kind."""
+    return make_hidden(tmp_path_factory.mktemp("staff") / "hidden.json", checkpoints=1, inputs=1, train=1)
+
+
+def test_the_reference_gets_every_point_on_secret_cases(hidden):
+    report = grade(REFERENCE, suite=load_suite(hidden), hidden=hidden)
+    assert (report.total, report.extra_credit) == (100, 5), render(report, 1)
+
+
+def test_weights_regenerated_from_a_guessed_seed_pass_only_the_public_self_check(tmp_path, hidden):
+    package = make_submission(tmp_path, [write("lower_precision.py", REGENERATED)])
+    public = grade(package, parts=("lower_precision",))
+    assert public.extra_credit == 5  # the public case is reproducible: a self-check, not a grade
+    (secret,) = grade(package, suite=load_suite(hidden), hidden=hidden, parts=("lower_precision",)).parts
+    assert secret.score == 0 and "max abs diff" in secret.cases[0].message and secret.cases[0].score == 0
+
+
+def test_without_landlock_a_forward_that_reads_files_fails_the_memory_case(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "PROTECTIONS", tuple(p for p in sandbox.PROTECTIONS if p != "Landlock"))
+    report = grade(make_submission(tmp_path, [append("low_precision.py", READ_IN_FORWARD)]), parts=("low_precision",))
+    (part,) = report.parts
+    assert report.sandbox["Landlock"] == "not asked for"
+    assert part.score == 10 and "forward read from files 72" in part.cases[1].message, part.cases[1].message

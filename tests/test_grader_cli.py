@@ -16,9 +16,8 @@ import torch
 
 from grader import reference
 from grader.grade import check_output, check_training, grade
-from grader.parts import PARTS, PUBLIC, PUBLIC_CASE, Checkpoint, GraderError, Inputs, load_suite
+from grader.parts import GUESSABLE, PARTS, PUBLIC, Checkpoint, GraderError, Inputs, load_suite
 from grader.reference import output_limits
-from grader.sandbox import split_messages
 from test_grader import STUB
 from test_submission import write_zip
 
@@ -123,46 +122,67 @@ def test_batch_grades_every_zip_and_resumes(tmp_path):
     assert list(csv.DictReader(out.open())) == list(rows.values())
 
 
+SECRET = [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93]  # as `python -m grader hidden` draws them: 64 random-looking bits
+
+
 def test_the_hidden_config_must_make_sense(tmp_path, monkeypatch):
     config = tmp_path / "hidden.json"
-    config.write_text(json.dumps({"checkpoints": [{"seed": 1, "family": "spiky"}]}))
+    complete = {"checkpoints": [{"seed": SECRET[0]}], "inputs": [{"seed": SECRET[1], "n": 64}], "train_seeds": [SECRET[2]]}
+    config.write_text(json.dumps({**complete, "checkpoints": [{"seed": SECRET[0], "family": "spiky"}]}))
     with pytest.raises(GraderError, match="unknown weight family 'spiky'"):
         load_suite(config)
-    config.write_text(json.dumps({"inputs": [{"seed": 1, "n": 64}], "seeds": [1]}))
+    config.write_text(json.dumps({**complete, "seeds": [1]}))
     with pytest.raises(GraderError, match="unknown keys"):
         load_suite(config)
+    for guessable in (2, 2**32 + 5, GUESSABLE - 1):  # torch keeps a seed's low 32 bits
+        config.write_text(json.dumps({**complete, "train_seeds": [guessable]}))
+        with pytest.raises(GraderError, match=f"seed {guessable} is small enough for a submission to guess"):
+            load_suite(config)
     assert load_suite() == PUBLIC
-    config.write_text(json.dumps({"inputs": [{"seed": 1, "n": 64}]}))
+    config.write_text(json.dumps(complete))
     monkeypatch.setenv("GRADER_HIDDEN", str(config))
-    assert load_suite().inputs == (Inputs(1, 64),)
+    assert load_suite().inputs == (Inputs(SECRET[1], 64),)
+
+
+def test_staff_make_secret_hidden_cases_readable_by_them_only(tmp_path):
+    path = tmp_path / "staff" / "hidden.json"
+    result = run_grader("hidden", str(path))
+    assert result.returncode == 0 and f"wrote {path}" in result.stdout
+    assert path.stat().st_mode & 0o777 == 0o600
+    suite = load_suite(path)
+    assert [c.family for c in suite.checkpoints] == ["default", "gaussian", "heavy_tailed"] and len(suite.train_seeds) == 2
+    assert len({c.seed for c in suite.checkpoints} | {i.seed for i in suite.inputs} | set(suite.train_seeds)) == 7
+    assert run_grader("hidden", str(path)).returncode == 1  # never overwritten without --force
 
 
 def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path, monkeypatch):
     monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
-    heavy, small = Checkpoint(1, "heavy_tailed"), Inputs(5, 64)
-    suite = load_suite(write_json(tmp_path / "hidden.json", {"checkpoints": [{}, vars(heavy)], "inputs": [{}, vars(small)], "train_seeds": [0, 1]}))
+    default, heavy, small = Checkpoint(SECRET[0]), Checkpoint(SECRET[1], "heavy_tailed"), Inputs(SECRET[2], 64)
+    hidden = write_json(tmp_path / "hidden.json", {"checkpoints": [vars(default), vars(heavy)], "inputs": [{"seed": SECRET[3]}, vars(small)], "train_seeds": [SECRET[2], SECRET[3]]})
+    suite = load_suite(hidden)
     scheme, loaded = reference.trusted(FOUR_BIT.scheme), []
     monkeypatch.setattr(scheme, "load", lambda path, load=scheme.load: loaded.append(path) or load(path))
     reference.reference_model.cache_clear()
     limits = output_limits(FOUR_BIT, suite)
-    assert len(loaded) == 2  # once per checkpoint, not once per case
-    assert limits[PUBLIC_CASE] == (FOUR_BIT.max_diff, FOUR_BIT.mean_diff)
+    assert len(loaded) == 3  # once per checkpoint (the public one for the scale), not once per case
     assert all(max_diff >= FOUR_BIT.max_diff and mean_diff >= FOUR_BIT.mean_diff for max_diff, mean_diff in limits.values())
-    assert limits[heavy, Inputs()][1] > FOUR_BIT.mean_diff  # outliers stretch absmax scales: the reference's own error grows
+    assert limits[heavy, Inputs(SECRET[3])][1] > FOUR_BIT.mean_diff  # outliers stretch absmax scales: the reference's own error grows
 
-    report = grade(REPO / "homework", suite=suite, parts=("qlora",))
+    report = grade(REPO / "homework", suite=suite, parts=("qlora",), hidden=hidden)
     (qlora,) = report.parts
     assert qlora.score == 30 and all(case.score == case.max_score for case in qlora.cases)
-    assert [case.name for case in qlora.cases] == [
-        "output",
-        "output [checkpoint seed 0 default, 64 inputs seed 5]",
-        "output [checkpoint seed 1 heavy_tailed, 256 inputs seed 0]",
-        "output [checkpoint seed 1 heavy_tailed, 64 inputs seed 5]",
+    names = [case.name for case in qlora.cases]
+    assert names == [
+        "output [checkpoint 1 default, inputs 1: 256]",
+        "output [checkpoint 1 default, inputs 2: 64]",
+        "output [checkpoint 2 heavy_tailed, inputs 1: 256]",
+        "output [checkpoint 2 heavy_tailed, inputs 2: 64]",
         "memory",
         "adapters",
-        "training",
-        "training [seed 1]",
+        "training [1]",
+        "training [2]",
     ]
+    assert not any(str(seed) in name for seed in SECRET for name in names)  # students see the names: the seeds stay secret
 
 
 def write_json(path: Path, data) -> Path:
@@ -171,33 +191,20 @@ def write_json(path: Path, data) -> Path:
 
 
 def test_training_credit_runs_from_the_starting_accuracy_to_the_target():
-    assert check_training({"start": 0.5, "best": 0.93, "steps": 5, "finite": True})[0] == 1.0
-    assert check_training({"start": 0.5, "best": 0.65, "steps": 20, "finite": True})[0] == pytest.approx(0.5)
-    assert check_training({"start": 0.6, "best": 0.6, "steps": 20, "finite": True})[0] == 0.0  # luck at the start is not learning
-    assert check_training({"start": 0.48, "best": 0.5, "steps": 20, "finite": False})[0] == 0.0  # NaN outputs pick class 0: chance
-    assert check_training({"start": 0.5, "best": float("nan"), "steps": 20, "finite": True}) == (0.0, "the accuracy is NaN")
-    assert check_training({"error": "LoraBigNet has no trainable parameters"})[0] == 0.0
+    assert check_training(0.5, 0.93, 5, True)[0] == 1.0
+    assert check_training(0.5, 0.65, 20, True)[0] == pytest.approx(0.5)
+    assert check_training(0.6, 0.6, 20, True)[0] == 0.0  # luck at the start is not learning
+    assert check_training(0.48, 0.5, 20, False)[0] == 0.0  # NaN outputs pick class 0: chance
+    assert check_training(0.5, float("nan"), 20, True) == (0.0, "the accuracy is NaN")
 
 
 def test_outputs_must_be_finite_floats_of_the_right_shape():
     reference_output = torch.zeros(4, 8)
 
     def check(y):
-        buffer = io.BytesIO()
-        torch.save(y, buffer)
-        return check_output(buffer.getvalue(), reference_output, 0.002, None)[:2]
+        return check_output(y, reference_output, 0.002, None)[:2]
 
     assert check(torch.full((4, 8), 0.001, dtype=torch.float16))[0]
     assert check(torch.full((4, 8), float("nan"))) == (False, "the output has NaN or inf values")
     assert check(torch.zeros(4, 7)) == (False, "the output is float32 (4, 7); expected float (4, 8)")
     assert check(torch.zeros(4, 8, dtype=torch.long))[0] is False
-    assert check_output(b"junk", reference_output, 0.002, None)[:2] == (False, "the output could not be read back as a tensor")
-
-
-def test_messages_are_split_only_when_complete_and_well_formed():
-    message = b'{"kind": "output", "size": 3}\nabc'
-    assert split_messages(message + message[:5]) == ([({"kind": "output", "size": 3}, b"abc")], message[:5])
-    with pytest.raises(ValueError):
-        split_messages(b'{"kind": "output", "size": -1}\n')
-    with pytest.raises(ValueError):
-        split_messages(b"[1, 2]\n")

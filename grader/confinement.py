@@ -1,0 +1,157 @@
+"""
+What the kernel enforces on the part's process (Linux), set up from inside it through ctypes before
+the submission is imported, and kept for the rest of its life: no restriction here can be lifted.
+
+- no_new_privs: exec can never gain privileges again (PR_SET_NO_NEW_PRIVS), which Landlock and
+  seccomp require of an unprivileged process;
+- restrict_files (Landlock, Linux 5.13+): only the folders named can be read, only one written; no
+  TCP (ABI 4+), no signals or abstract Unix sockets beyond the process (ABI 6+);
+- forbid_syscalls (seccomp): no new processes, no programs, no sockets, and none of the kernel's
+  stores that keep data outside the process's own memory (System V and POSIX shared memory and
+  message queues, memfd, keyrings), nor access to other processes' memory.
+
+Each returns what it achieved, or raises Unavailable saying why not; the grader reports it.
+This file runs in the part's process, so it imports nothing but the standard library.
+"""
+
+import ctypes
+import os
+import platform
+import struct
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+LANDLOCK_SYSCALLS = 444, 445, 446  # create_ruleset, add_rule, restrict_self: the same number on every architecture
+
+
+class Unavailable(Exception):
+    """This kernel, architecture or system does not offer the protection."""
+
+
+def _syscall(number: int, *args) -> int:
+    result = _LIBC.syscall(ctypes.c_long(number), *args)
+    if result < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+    return result
+
+
+def no_new_privs() -> None:
+    if platform.system() != "Linux":
+        raise Unavailable("not Linux")
+    if _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise Unavailable(os.strerror(ctypes.get_errno()))
+
+
+# --- Landlock -----------------------------------------------------------------------------------
+
+READ_ACCESS = 1 << 0 | 1 << 2 | 1 << 3  # execute, read a file, read a directory
+WRITE_ACCESS = 1 << 1 | 1 << 4 | 1 << 5 | 1 << 7 | 1 << 8  # write a file, remove a directory or file, make a directory or file
+# Every right to the file system ABI 1 knows: what is not granted below is refused. Linking or
+# renaming across folders (REFER, ABI 2) is refused by not being granted: a hard link of the
+# checkpoint would outlive its removal.
+FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
+TRUNCATE = 1 << 14  # ABI 3: part of writing
+FILE_RIGHTS = 1 << 0 | 1 << 1 | 1 << 2 | TRUNCATE  # execute, write, read, truncate
+
+
+def landlock_abi() -> int:
+    """The Landlock ABI version the kernel offers (0: none)."""
+    if platform.system() != "Linux":
+        return 0
+    try:
+        return _syscall(LANDLOCK_SYSCALLS[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))  # 1: LANDLOCK_CREATE_RULESET_VERSION
+    except OSError:
+        return 0
+
+
+def restrict_files(readable: list[str], writable: list[str]) -> int:
+    """Allow reading only beneath `readable` and writing only beneath `writable`; returns the ABI used."""
+    abi = landlock_abi()
+    if abi < 1:
+        raise Unavailable("no Landlock in this kernel (Linux 5.13+, enabled at boot)")
+    handled_fs = FS_RIGHTS[max(v for v in FS_RIGHTS if v <= abi)]
+    handled_net = 0b11 if abi >= 4 else 0  # bind and connect to TCP ports
+    scoped = 0b11 if abi >= 6 else 0  # abstract Unix sockets and signals, beyond this process and its threads
+    attr = struct.pack("QQQ", handled_fs, handled_net, scoped)[: 8 if abi < 4 else 16 if abi < 6 else 24]
+    ruleset = _syscall(LANDLOCK_SYSCALLS[0], ctypes.c_char_p(attr), ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    try:
+        write = WRITE_ACCESS | READ_ACCESS | (TRUNCATE if abi >= 3 else 0)
+        for paths, access in ((readable, READ_ACCESS), (writable, write)):
+            for path in paths:
+                _allow(ruleset, path, access)
+        _syscall(LANDLOCK_SYSCALLS[2], ctypes.c_int(ruleset), ctypes.c_uint32(0))
+    finally:
+        os.close(ruleset)
+    return abi
+
+
+def _allow(ruleset: int, path: str, access: int) -> None:
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        if not os.path.isdir(path):
+            access &= FILE_RIGHTS  # a file takes only rights on its content
+        rule = struct.pack("=Qi", access, fd)  # struct landlock_path_beneath_attr, packed
+        _syscall(LANDLOCK_SYSCALLS[1], ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.c_char_p(rule), ctypes.c_uint32(0))  # 1: PATH_BENEATH
+    finally:
+        os.close(fd)
+
+
+# --- seccomp ------------------------------------------------------------------------------------
+
+# System call numbers per architecture: (audit architecture, {name: number}).
+SYSCALLS = {
+    "x86_64": (0xC000003E, {
+        "clone": 56, "clone3": 435, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101,
+        "process_vm_readv": 310, "process_vm_writev": 311, "socket": 41, "socketpair": 53, "shmget": 29, "msgget": 68,
+        "semget": 64, "mq_open": 240, "memfd_create": 319, "memfd_secret": 447, "add_key": 248, "request_key": 249,
+        "keyctl": 250, "userfaultfd": 323, "io_uring_setup": 425,
+    }),
+    "aarch64": (0xC00000B7, {
+        "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
+        "process_vm_writev": 271, "socket": 198, "socketpair": 199, "shmget": 194, "msgget": 186, "semget": 190,
+        "mq_open": 180, "memfd_create": 279, "memfd_secret": 447, "add_key": 217, "request_key": 218, "keyctl": 219,
+        "userfaultfd": 282, "io_uring_setup": 425,
+    }),
+}  # fmt: skip
+CLONE_THREAD = 0x10000
+ALLOW, KILL = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
+EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO with the error
+LOAD, JUMP_IF_EQUAL, JUMP_IF_BITS, RETURN = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JSET|K, BPF_RET|K
+X32_BIT = 0x40000000
+
+
+def forbid_syscalls() -> list[str]:
+    """
+    Refuse (EPERM) the system calls in SYSCALLS for every thread, now and later; returns their names.
+    clone is allowed only for threads, and clone3 answers "not implemented", so that glibc starts
+    threads with clone, whose flags a filter can read.
+    """
+    machine = platform.machine().lower()
+    if platform.system() != "Linux" or machine not in SYSCALLS:
+        raise Unavailable(f"no system call table here for {platform.system()} {machine}")
+    arch, numbers = SYSCALLS[machine]
+    refused = {name: nr for name, nr in numbers.items() if name not in ("clone", "clone3")}
+    program = [
+        (LOAD, 0, 0, 4), (JUMP_IF_EQUAL, 1, 0, arch), (RETURN, 0, 0, KILL),  # another architecture's calls: never
+        (LOAD, 0, 0, 0),  # the system call's number
+    ]  # fmt: skip
+    if machine == "x86_64":
+        program += [(JUMP_IF_BITS, 0, 1, X32_BIT), (RETURN, 0, 0, EPERM)]  # the x32 variants of every call
+    program += [(JUMP_IF_EQUAL, 0, 1, numbers["clone3"]), (RETURN, 0, 0, ENOSYS)]
+    program += [(JUMP_IF_EQUAL, 0, 3, numbers["clone"]), (LOAD, 0, 0, 16), (JUMP_IF_BITS, 1, 0, CLONE_THREAD), (RETURN, 0, 0, EPERM)]
+    program.append((LOAD, 0, 0, 0))  # back to the number (a thread's clone lands here too, and is allowed below)
+    for nr in refused.values():
+        program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]
+    program.append((RETURN, 0, 0, ALLOW))
+    filters = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+    buffer = ctypes.create_string_buffer(filters)
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))  # struct sock_fprog, native alignment
+    # seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, prog): on every thread of the process at once.
+    seccomp = {"x86_64": 317, "aarch64": 277}[machine]
+    try:
+        _syscall(seccomp, ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_char_p(fprog))
+    except OSError as e:
+        raise Unavailable(f"seccomp refused: {e.strerror}") from None
+    return sorted(refused)
