@@ -22,12 +22,11 @@ import signal
 import sys
 import traceback
 
-import confinement  # noqa: E402  (the runtime files beside this one: sys.path[0])
-import memory  # noqa: E402
-import protocol  # noqa: E402
-import torch  # noqa: E402
-
-from protocol import Ask  # noqa: E402
+import confinement  # the runtime files beside this one, found through sys.path[0]
+import memory
+import protocol
+import torch
+from protocol import Ask
 
 del sys.path[0]  # nothing in the runtime folder may shadow what torch or the submission imports
 _LIBC = ctypes.CDLL(None)  # the C library, for prctl and malloc_trim (absent on macOS)
@@ -117,15 +116,14 @@ def plain_tensor(y) -> torch.Tensor:
 
 
 def main(requests: int, answers: int) -> None:
-    header, payload = protocol.read_message(requests)
-    start = header
+    start, _ = protocol.read_message(requests)  # START: where the submission is, what the process may read and write
     die_with_parent()
     limit_resources(start["memory_cap"], start["output_cap"])
     torch.set_num_threads(1)  # the same numbers whatever the machine's core count, and parts can run side by side
     protections = confine(start)
     warm_up(start["writable"][0])
     sys.path.insert(0, start["submission"])  # the folder that holds the submission's `homework` package
-    send(answers, {"nonce": header["nonce"], "protections": protections})
+    write_all(answers, protocol.encode({"nonce": start["nonce"], "protections": protections}))
     part = Part(start)
     while True:
         try:
@@ -138,10 +136,6 @@ def main(requests: int, answers: int) -> None:
         except BaseException as e:  # the submission's own errors, sys.exit included
             message = protocol.encode({"nonce": header["nonce"], "error": describe(e, start)})
         write_all(answers, message)
-
-
-def send(fd: int, header: dict) -> None:
-    write_all(fd, protocol.encode(header))
 
 
 def write_all(fd: int, data: bytes) -> None:
