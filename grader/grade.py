@@ -187,6 +187,7 @@ def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worke
     part, suite = result.part, grading.suite
     cases = {case.name: case for case in result.cases}
     limits = output_limits(part, suite)
+    batches = [trusted("compare").random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
     start = worker.memory()
     # By the time load() returns here, the checkpoint's copy is gone and the worker holds no file
     # (Worker.load): whatever it kept of the float32 weights is in its memory now, and counts.
@@ -196,14 +197,12 @@ def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worke
     for c, (checkpoint, path) in enumerate(zip(suite.checkpoints, grading.checkpoints)):
         if c > 0:
             worker.load(path, seed=0)
-        for i, inputs in enumerate(suite.inputs):
+        for i, (inputs, x) in enumerate(zip(suite.inputs, batches)):
             first = c == 0 and i == 0
             if first:
                 has_peak, read_before = worker.reset_peak(), worker.bytes_read()
-            x = trusted("compare").random_inputs(inputs.n, inputs.seed)
             answer = worker.ask(Request(Ask.FORWARD, {"profile": False}, {"x": x}))
             if first:
-                first_inputs = x
                 figures = worker.memory()
                 if figures and has_peak:
                     forward["hwm"] = figures["hwm"] - loaded["rss"]
@@ -217,7 +216,7 @@ def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worke
     # watches: a second load (the memory it still holds) and a forward (its peak). Where the kernel's
     # figures exist (Linux) they already bound the scored model; these are all there is on macOS.
     allocated = worker.load(grading.checkpoints[0], seed=0, ask=Ask.PROFILED_LOAD).fields["allocated"]
-    forward["peak"] = worker.ask(Request(Ask.FORWARD, {"profile": True}, {"x": first_inputs})).fields["peak"]
+    forward["peak"] = worker.ask(Request(Ask.FORWARD, {"profile": True}, {"x": batches[0]})).fields["peak"]
     figures = model_figures(model, allocated, loaded["resident"] - start["resident"] if loaded and start else None)
     result.figures["memory"] = allocated
     output_passed = cases[output_name(suite, 0, 0)].score > 0

@@ -230,7 +230,7 @@ class Worker:
     def memory(self) -> dict | None:
         """{"resident": what can hold a model (see resident_memory), "rss", "hwm": the peak since reset_peak()}."""
         status = read_status(self.process.pid)
-        resident = resident_memory(self.process.pid, {os.path.realpath(self.root)})
+        resident = resident_memory(self.process.pid, self.root)
         if not status or resident is None:
             return None
         return {"resident": resident, "rss": status["VmRSS"], "hwm": status["VmHWM"]}
@@ -266,37 +266,39 @@ class Worker:
         except OSError:
             return []
         mapped = [(fields[1], fields[5]) for fields in mappings if len(fields) == 6 and not fields[5].startswith("[")]
-        libraries = {path for permissions, path in mapped if library(path, permissions) and not path.startswith(str(self.root) + os.sep)}
+        libraries = shared_libraries(mapped, self.root)
         return held + [f"a mapping of {path}" for _, path in mapped if path not in libraries]
 
 
-def library(path: str, permissions: str) -> bool:
-    """A shared library, as mappings go: a file mapped executable that still exists."""
-    return "x" in permissions and not path.endswith(" (deleted)")
+def shared_libraries(mapped: list[tuple[str, str]], grading_folder: Path) -> set[str]:
+    """
+    Of (permissions, path) mappings, the paths of shared libraries: files mapped executable that still
+    exist, outside the grading folder (the only place a submission can write a file to map).
+    """
+    inside = str(grading_folder) + os.sep
+    return {path for permissions, path in mapped if "x" in permissions and not path.endswith(" (deleted)") and not path.startswith(inside)}
 
 
 MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+ *(.*)$")
 
 
-def resident_memory(pid: int, data_folders: set[str]) -> int | None:
+def resident_memory(pid: int, grading_folder: Path) -> int | None:
     """
     Resident pages that can hold weights, in bytes: anonymous ones (the heap and private mappings,
     where tensors live) and those of mapped files, such as a checkpoint opened with mmap, which the
     allocator never hands out. Shared libraries' pages are left out (importing numpy maps megabytes of
-    code): files mapped executable, unless they are deleted (memfd) or in `data_folders`, the only
-    places a submission can read weights from or write them to.
+    code), as `shared_libraries` tells them apart.
     """
     try:
         text = Path(f"/proc/{pid}/smaps").read_text()
     except OSError:
         return None
-    anonymous, file_pages, executable = 0, {}, set()
+    anonymous, file_pages, mapped = 0, {}, []
     path, rss = "", 0
     for line in text.splitlines():
         if mapping := MAPPING.match(line):
             permissions, path = mapping.groups()
-            if "x" in permissions:
-                executable.add(path)
+            mapped.append((permissions, path))
         elif line.startswith("Rss:"):
             rss = int(line.split()[1]) * 1024
         elif line.startswith("Anonymous:"):  # comes after Rss: the mapping's private, written pages
@@ -304,7 +306,7 @@ def resident_memory(pid: int, data_folders: set[str]) -> int | None:
             anonymous += private
             if path and not path.startswith("["):  # a file, not [heap] or [stack]
                 file_pages[path] = file_pages.get(path, 0) + rss - private
-    libraries = {p for p in executable if library(p, "x") and not any(p.startswith(f + os.sep) for f in data_folders)}
+    libraries = shared_libraries(mapped, grading_folder)
     return anonymous + sum(size for p, size in file_pages.items() if p not in libraries)
 
 

@@ -103,10 +103,13 @@ class Part:
 
 
 def describe_tensors(model: torch.nn.Module) -> list[protocol.TensorInfo]:
-    """The model's parameters and buffers (each shared tensor once), for the grading process to count."""
-    named = [*model.named_parameters(), *model.named_buffers()]
-    unique = {id(t): (name, t) for name, t in reversed(named)}  # the first name of a shared tensor
-    return [protocol.TensorInfo(name, tuple(t.shape), t.dtype, t.requires_grad) for name, t in reversed(unique.values())]
+    """The model's parameters and buffers (a tensor shared under two names once), for the grading process to count."""
+    described, seen = [], set()
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if id(t) not in seen:
+            seen.add(id(t))
+            described.append(protocol.TensorInfo(name, tuple(t.shape), t.dtype, t.requires_grad))
+    return described
 
 
 def plain_tensor(y) -> torch.Tensor:
@@ -168,7 +171,8 @@ def allowed_folders(start: dict) -> list[str]:
     """
     What the process may read: the grading folders it was given, Python and its packages, the system's
     libraries and configuration; never a folder that holds, or lies in, one of the grader's private
-    paths (its checkpoints, its homework package, the hidden configuration).
+    paths (its checkpoints, its homework package, the hidden configuration). Such a folder also leaves
+    sys.path, so that nothing in it can be imported either.
     """
     system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/proc", "/sys", "/dev"]
     candidates = {os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *system] if os.path.exists(p)}
