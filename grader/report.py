@@ -19,7 +19,8 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     def paint(text: str, how: str) -> str:
         return f"{COLOURS[how]}{text}{RESET}" if colour else text
 
-    width = max(len(p.part.title) for p in report.parts) + 2
+    # One column for the scores, after the longest title or case name (hidden cases have long names).
+    width = max(len(text) for p in report.parts for text in (p.part.title, *(f"    {case.name}" for case in p.cases))) + 2
     lines = [f"Grading {report.submission}", ""]
     for result in report.parts:
         note = result.reason if result.status != Status.OK else ""

@@ -4,7 +4,6 @@ hidden cases; and its scoring rules on their own.
 """
 
 import csv
-import io
 import json
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from grader import reference
 from grader.grade import check_output, check_training, grade
 from grader.parts import GUESSABLE, PARTS, PUBLIC, Checkpoint, GraderError, Inputs, load_suite
 from grader.reference import output_limits
+from grader.report import render
 from test_grader import STUB
 from test_submission import write_zip
 
@@ -183,6 +183,8 @@ def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path,
         "training [2]",
     ]
     assert not any(str(seed) in name for seed in SECRET for name in names)  # students see the names: the seeds stay secret
+    lines = [line for line in render(report, 1).splitlines() if line.startswith("    ")]
+    assert len(lines) == len(names) and len({line.index(" / ") for line in lines}) == 1, lines  # long names keep the scores in one column
 
 
 def write_json(path: Path, data) -> Path:
