@@ -31,7 +31,7 @@ from .parts import (
 )  # fmt: skip
 from .protocol import Ask, BadAnswer, PartStopped, Request, Status, TensorInfo
 from .reference import CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, output_limits, reference_outputs, trusted
-from .sandbox import STOP, Identity, Worker, prepare, worker_identity
+from .sandbox import STOP, Identity, Worker, launcher, prepare, worker_identity
 
 SLOWEST_FIRST = ("lora", "qlora", "lower_precision", "low_precision", "half_precision")  # training parts take longest
 
@@ -111,6 +111,7 @@ class Grading:
     checkpoints: tuple  # their files, in the order of suite.checkpoints
     references: dict
     identity: Identity
+    launcher: object  # sandbox.launcher: how workers are started
     timeout: float
     private: tuple  # what no worker may read: the grader's checkpoints, its homework package, the hidden configuration
 
@@ -129,7 +130,8 @@ def grade(package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, t
     private = (CHECKPOINT_DIR, HOMEWORK_DIR, *checkpoints, *([Path(hidden)] if hidden else []))
     with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
         prepare(Path(tmp), package)
-        grading = Grading(Path(tmp), suite, checkpoints, references, worker_identity(), timeout, private)
+        start_workers = launcher(Path(tmp))
+        grading = Grading(Path(tmp), suite, checkpoints, references, worker_identity(), start_workers, timeout, private)
         order = sorted(selected, key=lambda part: SLOWEST_FIRST.index(part.name))
         with ThreadPoolExecutor(jobs or min(len(selected), cpu_count())) as pool:
             try:
@@ -138,6 +140,8 @@ def grade(package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, t
             except KeyboardInterrupt:
                 STOP.set()  # the workers run in their own sessions: Ctrl-C reaches only us
                 raise
+            finally:
+                start_workers.close()
     sandbox = {"separate user": grading.identity.note if grading.identity.separate else f"unavailable: {grading.identity.note}"}
     sandbox.update(next((r.protections for r in results.values() if r.protections), {}))
     return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox)
@@ -156,7 +160,7 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     workers = []
 
     def new_worker(name: str) -> Worker:
-        workers.append(Worker(part.name, grading.root, f"{part.name}-{name}", deadline, grading.identity, grading.private, MEMORY_CAP, OUTPUT_CAP))
+        workers.append(Worker(part.name, grading.root, f"{part.name}-{name}", deadline, grading.identity, grading.private, MEMORY_CAP, OUTPUT_CAP, grading.launcher))
         return workers[-1]
 
     seeds = grading.suite.train_seeds if "training" in part.points else ()

@@ -10,12 +10,14 @@ unprivileged user. It can read only what it is given: the runtime files, the sub
 working folder, and a copy of a checkpoint for as long as a LOAD request takes.
 """
 
+import json
 import os
 import pwd
 import re
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -88,11 +90,99 @@ def reachable(path: Path, uid: int, gid: int) -> bool:
     return True
 
 
+class Interpreters:
+    """Starts each worker in an interpreter of its own: where forking a template is not safe (macOS)."""
+
+    def __init__(self, root: Path):
+        self.worker = root / "runtime" / "worker.py"
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def spawn(self, requests: int, answers: int, log: int, work: Path, identity: Identity) -> int:
+        user = {"user": identity.uid, "group": identity.gid, "extra_groups": []} if identity.separate else {}
+        process = subprocess.Popen(
+            [sys.executable, "-E", "-B", str(self.worker), str(requests), str(answers)],
+            cwd=work,
+            env=worker_environment(work),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(requests, answers),
+            start_new_session=True,  # its own process group, so a kill reaches anything it started
+            **user,
+        )
+        self.processes[process.pid] = process
+        return process.pid
+
+    def reap(self, pid: int) -> int:
+        """The exit code of an ended worker (negative: the signal that killed it)."""
+        return self.processes.pop(pid).wait()
+
+    def close(self) -> None:
+        pass
+
+
+class Template:
+    """
+    Starts each worker as a fork of one template process (worker.py --template) that has imported torch
+    and the runtime, and never runs a submission: a worker is ready in a fifth of a second instead of
+    the second and a half an interpreter takes to import torch, and it starts from the same state.
+    """
+
+    def __init__(self, root: Path):
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-E", "-B", str(root / "runtime" / "worker.py"), "--template", str(theirs.fileno())],
+            cwd=root / "runtime",
+            env=worker_environment(root / "runtime"),
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,
+        )
+        theirs.close()
+        self.socket, self.lock = ours, threading.Lock()  # parts side by side share it
+
+    def _call(self, request: dict, fds: list[int] = ()) -> dict:
+        with self.lock:
+            socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
+            reply = self.socket.recv(4096)
+        if not reply:
+            raise GraderError("the grader's template process for the parts ended (see grader/worker.py --template)")
+        return json.loads(reply)
+
+    def spawn(self, requests: int, answers: int, log: int, work: Path, identity: Identity) -> int:
+        environment = {k: v for k, v in worker_environment(work).items() if k in ("HOME", "TMPDIR")}
+        return self._call({"ask": "fork", "work": str(work), "environment": environment, "uid": identity.uid, "gid": identity.gid}, [requests, answers, log])["pid"]
+
+    def reap(self, pid: int) -> int:
+        """The exit code of an ended worker (negative: the signal that killed it), once the kernel has it."""
+        while process_state(pid) not in ("Z", None):  # the template may only wait for a worker that has ended
+            time.sleep(0.01)
+        return self._call({"ask": "reap", "pid": pid})["returncode"]
+
+    def close(self) -> None:
+        self.socket.close()  # the template ends when its socket does
+        kill_group(self.process.pid)
+        self.process.wait()
+
+
+def launcher(root: Path) -> Interpreters | Template:
+    """A template on Linux; elsewhere (macOS) an interpreter per worker, since a fork after importing torch is not safe there."""
+    return Template(root) if sys.platform == "linux" else Interpreters(root)
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter in /proc/<pid>/stat (Z: ended, not yet reaped), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 class Worker:
     """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
 
-    def __init__(self, part: str, root: Path, name: str, deadline: float, identity: Identity, private: list[Path], memory_cap: int, output_cap: int):
-        self.part, self.deadline, self.identity, self.private = part, deadline, identity, private
+    def __init__(self, part: str, root: Path, name: str, deadline: float, identity: Identity, private: list[Path], memory_cap: int, output_cap: int, launcher):
+        self.part, self.deadline, self.identity, self.private, self.launcher = part, deadline, identity, private, launcher
         self.memory_cap, self.output_cap = memory_cap, output_cap
         self.root = root = Path(os.path.realpath(root))  # as /proc names it
         self.folder = root / name
@@ -102,7 +192,8 @@ class Worker:
             folder.chmod(0o711)
         if identity.separate:
             os.chown(self.work, identity.uid, identity.gid)
-        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.returncode: int | None = None
         self.buffer = b""  # what the worker sent beyond the last answer
         self.last_request_size = 0  # bytes: the worker reads them from its pipe
         self.baseline_files: set[str] = set()
@@ -111,10 +202,20 @@ class Worker:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.process is not None:
-            kill(self.process)
+        if self.pid is not None:
+            kill_group(self.pid)
+            self.ended()
             os.close(self.requests)
             os.close(self.answers)
+
+    def ended(self) -> int:
+        """The worker's exit code, waiting (up to its deadline, then killing it) for it to end."""
+        if self.returncode is None:
+            while process_state(self.pid) not in ("Z", None) and time.monotonic() < self.deadline:
+                time.sleep(0.01)
+            kill_group(self.pid)
+            self.returncode = self.launcher.reap(self.pid)
+        return self.returncode
 
     def output(self) -> str:
         return tail(self.log)
@@ -124,19 +225,8 @@ class Worker:
         requests_r, self.requests = os.pipe()
         self.answers, answers_w = os.pipe()
         os.set_blocking(self.requests, False)  # a worker that stops reading must not block the grading process
-        user = {"user": self.identity.uid, "group": self.identity.gid, "extra_groups": []} if self.identity.separate else {}
         with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-E", "-B", str(self.root / "runtime" / "worker.py"), str(requests_r), str(answers_w)],
-                cwd=self.work,
-                env=worker_environment(self.work),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                pass_fds=(requests_r, answers_w),
-                start_new_session=True,  # its own process group, so a kill reaches anything it started
-                **user,
-            )
+            self.pid = self.launcher.spawn(requests_r, answers_w, log.fileno(), self.work, self.identity)
         os.close(requests_r)
         os.close(answers_w)
         fields = {
@@ -172,8 +262,7 @@ class Worker:
             self._wait(self.answers, writing=False)
             data = os.read(self.answers, 2**20)
             if not data:
-                self.process.wait()
-                raise PartStopped(Status.CRASHED, exit_reason(self.process.returncode))
+                raise PartStopped(Status.CRASHED, exit_reason(self.ended()))
             self.buffer += data
 
     def load(self, checkpoint: Path, seed: int, ask: Ask = Ask.LOAD) -> Answer:
@@ -206,8 +295,7 @@ class Worker:
             except BlockingIOError:
                 continue
             except BrokenPipeError:
-                self.process.wait()
-                raise PartStopped(Status.CRASHED, exit_reason(self.process.returncode)) from None
+                raise PartStopped(Status.CRASHED, exit_reason(self.ended())) from None
 
     def _wait(self, fd: int, writing: bool) -> None:
         """Until `fd` is ready, watching the deadline, the memory cap and Ctrl-C."""
@@ -216,7 +304,7 @@ class Worker:
                 raise PartStopped(Status.CRASHED, "interrupted")
             if time.monotonic() > self.deadline:
                 raise PartStopped(Status.TIMEOUT, "timed out")  # grade.py says after how long
-            status = read_status(self.process.pid)
+            status = read_status(self.pid)
             # RLIMIT_DATA (set by the worker) makes allocations fail past memory_cap, with a clear error; this
             # catches, later, what that limit does not count (shared memory) and systems that ignore it.
             if status and status["VmRSS"] > 1.5 * self.memory_cap:
@@ -229,15 +317,15 @@ class Worker:
 
     def memory(self) -> dict | None:
         """{"resident": what can hold a model (see resident_memory), "rss", "hwm": the peak since reset_peak()}."""
-        status = read_status(self.process.pid)
-        resident = resident_memory(self.process.pid, self.root)
+        status = read_status(self.pid)
+        resident = resident_memory(self.pid, self.root)
         if not status or resident is None:
             return None
         return {"resident": resident, "rss": status["VmRSS"], "hwm": status["VmHWM"]}
 
     def reset_peak(self) -> bool:
         try:
-            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")  # 5: reset the peak resident size (VmHWM) to the current one
+            Path(f"/proc/{self.pid}/clear_refs").write_text("5")  # 5: reset the peak resident size (VmHWM) to the current one
             return True
         except OSError:
             return False
@@ -245,7 +333,7 @@ class Worker:
     def bytes_read(self) -> int | None:
         """All bytes the worker's read() calls returned so far (rchar): files, pipes and all."""
         try:
-            for line in Path(f"/proc/{self.process.pid}/io").read_text().splitlines():
+            for line in Path(f"/proc/{self.pid}/io").read_text().splitlines():
                 if line.startswith("rchar:"):
                     return int(line.split()[1])
         except OSError:
@@ -254,7 +342,7 @@ class Worker:
 
     def held_files(self) -> list[str]:
         """The files the worker holds open or mapped, other than shared libraries: pipes, memfds and sockets included."""
-        pid = self.process.pid
+        pid = self.pid
         held = []
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -339,13 +427,12 @@ def worker_environment(workdir: Path) -> dict[str, str]:
     }
 
 
-def kill(process: subprocess.Popen) -> None:
-    """Kill the worker's process group (anything it may have started included) and reap it."""
+def kill_group(pid: int) -> None:
+    """Kill a process group (a worker and anything it may have started)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    process.wait()
 
 
 def exit_reason(returncode: int) -> str:
