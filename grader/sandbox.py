@@ -3,7 +3,8 @@ The grading process's side of a part's process (grader/worker.py): starting it, 
 request at a time (protocol.py), and reading what the kernel says about it at the moments the
 grading process chooses. Everything here runs in the trusted process.
 
-A worker runs in its own process group with a wall-clock deadline and a memory cap (both enforced
+Workers are forks of a template process (Template) where that is safe, interpreters of their own
+elsewhere (Interpreters). A worker runs in its own process group with a wall-clock deadline and a memory cap (both enforced
 by killing the group), its output captured to a file, confined by the kernel as far as this system
 allows (confinement.py), and, when the grader runs as root (a Gradescope container), as an
 unprivileged user. It can read only what it is given: the runtime files, the submission, its own

@@ -1,9 +1,11 @@
 """
 A part's process: the only one that imports the submission. grader/sandbox.py starts it from a copy
 of this folder's runtime files (this one, protocol.py, confinement.py and homework/memory.py, side
-by side in the grading folder):
+by side in the grading folder), as a fork of a template process that has imported torch (Linux), or
+as an interpreter of its own (macOS):
 
-    python -E -B runtime/worker.py REQUESTS_FD ANSWERS_FD
+    python -E -B runtime/worker.py --template CONTROL_FD     # one per grading run: forks the workers
+    python -E -B runtime/worker.py REQUESTS_FD ANSWERS_FD    # one worker
 
 It answers requests, one at a time, and decides nothing: what to ask, and what the answers are
 worth, is the grading process's business (grade.py). The first request, START, tells it where the
