@@ -31,6 +31,13 @@ def check_float(option: str, value, above: float) -> float:
     return float(value)
 
 
+def check_fraction(option: str, value) -> float:
+    """`value` as given for --option, if it is a number strictly between 0 and 1; else a UsageError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise UsageError(f"--{option.replace('_', '-')} must be a number between 0 and 1, not {value!r}")
+    return float(value)
+
+
 def run(command) -> None:
     try:
         fire.Fire(command)

@@ -105,6 +105,9 @@ def test_the_starter_imports_and_every_tool_says_not_implemented(starter):
     for command in (("homework.compare", "bignet", "qlora"), ("homework.fit", "lora")):
         result = run(starter, "-m", *command, "--device", "cpu")
         assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("not implemented: "), result.stderr
+    # The optimizers are not a part: they ship complete, and train the given float32 BigNet.
+    trained = run(starter, "-m", "homework.fit", "bignet", "--steps", "1", "--optimizer", "fira", "--step-in-backward", "--device", "cpu")
+    assert trained.returncode == 0 and "bignet: best accuracy" in trained.stdout, trained.stderr
 
 
 def test_the_starter_grades_0_and_bundles(starter):

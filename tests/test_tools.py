@@ -9,6 +9,7 @@ import torch
 
 from homework.fit import fit, noise_classification
 from homework.models import load_model
+from homework.optim import OPTIMIZERS
 from homework.stats import model_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,11 @@ def test_compare_cli(tmp_path, checkpoint_path):
         (["homework.fit", "lora", "--seed", "True"], "error: --seed must be a whole number >= 0, not True", 2),
         (["homework.checkpoint", "create", "x.pth", "--seed", "abc"], "error: --seed must be a whole number >= 0, not 'abc'", 2),
         (["homework.checkpoint", "create", "x.pth", "--family", "odd"], "error: unknown weight family 'odd'; choose from: default, gaussian, heavy_tailed", 1),
+        (["homework.fit", "lora", "--optimizer", "adagrad"], "error: unknown optimizer 'adagrad'; choose from: torch_adamw, adamw, adam, sgd, cautious_adamw, galore, fira, adamw8bit, lbfgs", 2),
+        (["homework.fit", "lora", "--ema", "1.5"], "error: --ema must be a number between 0 and 1, not 1.5", 2),
+        (["homework.fit", "lora", "--micro-batches", "0"], "error: --micro-batches must be a whole number >= 1, not 0", 2),
+        (["homework.fit", "lora", "--step-in-backward", "--micro-batches", "2"], "error: stepping in backward updates after every backward pass: it cannot accumulate micro-batches", 2),
+        (["homework.train_stats", "lora", "--optimizer", "adagrad"], "error: unknown optimizer 'adagrad'; choose from: ", 2),
         (["homework.checkpoint", "make"], "error: unknown command 'make'; choose from: create, fingerprint", 2),
     ],
 )
@@ -116,5 +122,22 @@ def test_fit_is_deterministic(checkpoint_path):
 def test_fit_refuses_a_model_with_nothing_to_train(checkpoint_path):
     from homework.cli import UsageError
 
-    with pytest.raises(UsageError, match="no trainable parameters: there is nothing to fit"):
+    with pytest.raises(UsageError, match="no trainable parameters: there is nothing to train"):
         fit(load_model("half_precision", checkpoint_path).requires_grad_(False), *noise_classification(n_samples=10))
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_every_optimizer_fits(optimizer, checkpoint_path):
+    torch.manual_seed(0)
+    losses = []
+    fit(load_model("lora", checkpoint_path), *noise_classification(n_samples=200, seed=0), steps=4, optimizer=optimizer, log=losses.append)
+    first, last = (float(line.split("loss")[1].split()[0]) for line in (losses[0], losses[-1]))
+    assert last < first
+
+
+def test_fit_options_cli(tmp_path, checkpoint_path):
+    result = run_tool("homework.fit", "lora", "--steps", "2", "--optimizer", "fira", "--micro-batches", "2", "--ema", "0.9", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2].startswith("moving average of the weights: accuracy ")
+    result = run_tool("homework.fit", "lora", "--steps", "2", "--optimizer", "adamw8bit", "--step-in-backward", cwd=tmp_path)
+    assert result.returncode == 0 and "lora: best accuracy" in result.stdout, result.stderr

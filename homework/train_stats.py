@@ -1,0 +1,113 @@
+"""
+Training memory, measured: what one training step holds, for any model and optimizer:
+
+    python -m homework.train_stats bignet lora qlora --optimizer fira
+    python -m homework.train_stats bignet --optimizer adamw8bit --step-in-backward
+
+Each row is measured by the allocator (homework.memory.AllocationTrace), then theoretical:
+Weights           the model as loaded                    / its parameters and buffers
+Gradients         held once backward is done             / one per trainable value (none when the
+                                                           step runs in backward: each is freed as used)
+Optimizer state   made by the first step, and kept       / what the optimizer's definition stores
+Activations       kept by autograd from forward to       / the tensors autograd saved for backward
+                  backward (a batch, default 64 inputs)
+Peak              the most allocated at once in a step,  / the four above together
+                  weights and state included
+MB means 2**20 bytes. The task is homework.fit's noise classification.
+"""
+
+from contextlib import contextmanager
+
+import torch
+
+from .cli import check_int, run
+from .fit import noise_classification
+from .memory import MB, AllocationTrace, theoretical_bytes
+from .models import check_names, load_model, pick_device
+from .optim import DEFAULT_OPTIMIZER, check_optimizer, make_optimizer, theoretical_state_bytes, trainable
+from .optim.recipes import step_in_backward
+
+ROWS = ("Weights", "Gradients", "Optimizer state", "Activations", "Peak")
+
+
+@contextmanager
+def saved_for_backward(exclude):
+    """Yields a dict filled, as autograd saves tensors for backward, with their storages' sizes (those of `exclude` left out)."""
+    excluded = {t.untyped_storage().data_ptr() for t in exclude}
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            saved[storage.data_ptr()] = storage.nbytes()  # a storage saved twice (views) counts once
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        yield saved
+
+
+def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", checkpoint=None, batch_size: int = 64, in_backward: bool = False) -> dict[str, tuple[int, int]]:
+    """Each row's (measured, theoretical) bytes for two training steps of model `name` with `optimizer`."""
+    with AllocationTrace() as loading:
+        model = load_model(name, checkpoint, device)
+    x, labels, head = noise_classification(batch_size, seed=0, device=device)
+    chosen = make_optimizer(optimizer, model)
+    if in_backward:
+        step_in_backward(chosen)
+
+    def loss() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head(model(x)), labels)
+
+    with torch.no_grad():
+        loss()  # warm-up: a device's first matmul allocates library workspaces (cuBLAS) that are not the model's
+
+    # The first step: autograd saves activations in forward; backward turns them into gradients; the
+    # optimizer's state appears (lazily, as torch.optim's does) in the first step.
+    with AllocationTrace() as forward, saved_for_backward([*model.parameters(), *model.buffers(), x]) as saved:
+        value = loss()
+    with AllocationTrace() as first_step:
+        value.backward()
+        chosen.step()
+        del value  # the loss: part of forward's figure, not of the state
+    with AllocationTrace() as freeing:
+        chosen.zero_grad(set_to_none=True)
+    gradients = -freeing.net
+    state = forward.net + first_step.net - gradients
+
+    # The second step, from zeroed gradients: the peak of a step in steady state.
+    with AllocationTrace() as second_step:
+        loss().backward()
+        chosen.step()
+        chosen.zero_grad(set_to_none=True)
+
+    theoretical = {
+        "Weights": theoretical_bytes(model),
+        "Gradients": 0 if in_backward else sum(p.numel() * p.element_size() for p in trainable(model)),
+        "Optimizer state": theoretical_state_bytes(chosen),
+        "Activations": sum(saved.values()),
+    }
+    theoretical["Peak"] = sum(theoretical.values())
+    measured = {"Weights": loading.net, "Gradients": gradients, "Optimizer state": state, "Activations": forward.net, "Peak": loading.net + state + second_step.peak}
+    return {row: (measured[row], theoretical[row]) for row in ROWS}
+
+
+def format_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
+    cells = {name: {row: f"{m / MB:.2f} / {t / MB:.2f} MB" for row, (m, t) in column.items()} for name, column in columns.items()}
+    width = max(22, *(len(name) + 2 for name in columns))
+    lines = [" " * 17 + "".join(f"{name:>{width}}" for name in columns)]
+    lines += [f"{row:<17}" + "".join(f"{cells[name][row]:>{width}}" for name in columns) for row in ROWS]
+    return "\n".join(lines) + "\n(measured / theoretical)"
+
+
+def main(*models: str, optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: bool = False, device: str | None = None, checkpoint: str | None = None, batch_size: int = 64):
+    names = check_names(models or ["bignet"])
+    optimizer = check_optimizer(str(optimizer))
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    device = pick_device(device)
+    label = optimizer + (", step in backward" if step_in_backward else "")
+    print(f"one training step with {label}, batch of {batch_size}")
+    print(format_table({name: training_stats(name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names}))
+
+
+if __name__ == "__main__":
+    run(main)
