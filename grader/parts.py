@@ -110,6 +110,13 @@ def derived_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{purpose} {seed}".encode(), digest_size=8).digest(), "little")
 
 
+def secret_seed() -> int:
+    """64 random bits, drawn again in the 1 case in 256 whose low 32 bits are guessable (load_suite refuses those)."""
+    while (seed := secrets.randbits(64)) % 2**32 < GUESSABLE:
+        pass
+    return seed
+
+
 def make_hidden(path: str | Path, checkpoints: int = 3, inputs: int = 2, train: int = 2, force: bool = False) -> Path:
     """Staff: write a hidden configuration of secret cases (64 random bits per seed), readable by its owner only."""
     from .reference import trusted
@@ -118,9 +125,9 @@ def make_hidden(path: str | Path, checkpoints: int = 3, inputs: int = 2, train: 
     if path.exists() and not force:
         raise GraderError(f"{path} exists: give --force to replace it")
     config = {
-        "checkpoints": [{"seed": secrets.randbits(64), "family": families[k % len(families)]} for k in range(checkpoints)],
-        "inputs": [{"seed": secrets.randbits(64), "n": (256, 1024)[k % 2]} for k in range(inputs)],
-        "train_seeds": [secrets.randbits(64) for _ in range(train)],
+        "checkpoints": [{"seed": secret_seed(), "family": families[k % len(families)]} for k in range(checkpoints)],
+        "inputs": [{"seed": secret_seed(), "n": (256, 1024)[k % 2]} for k in range(inputs)],
+        "train_seeds": [secret_seed() for _ in range(train)],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)

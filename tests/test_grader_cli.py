@@ -210,3 +210,11 @@ def test_outputs_must_be_finite_floats_of_the_right_shape():
     assert check(torch.full((4, 8), float("nan"))) == (False, "the output has NaN or inf values")
     assert check(torch.zeros(4, 7)) == (False, "the output is float32 (4, 7); expected float (4, 8)")
     assert check(torch.zeros(4, 8, dtype=torch.long))[0] is False
+
+
+def test_secret_seeds_are_never_ones_the_suite_refuses(monkeypatch):
+    import grader.parts
+
+    draws = iter([5, 2**40 + 7, 2**40 + grader.parts.GUESSABLE])  # guessable low bits twice, then not
+    monkeypatch.setattr(grader.parts.secrets, "randbits", lambda bits: next(draws))
+    assert grader.parts.secret_seed() == 2**40 + grader.parts.GUESSABLE
