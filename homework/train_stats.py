@@ -54,40 +54,44 @@ def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", 
     chosen = make_optimizer(optimizer, model)
     if in_backward:
         step_in_backward(chosen)
+    return measure_training(model, chosen, lambda: torch.nn.functional.cross_entropy(head(model(x)), labels), x, loading.net, in_backward)
 
-    def loss() -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(head(model(x)), labels)
 
+def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, in_backward: bool = False) -> dict[str, tuple[int, int]]:
+    """
+    Two training steps of `loss()` (a function of no arguments) with `optimizer`, measured: each
+    row's (measured, theoretical) bytes. `loaded_bytes`: what loading the model allocated.
+    """
     with torch.no_grad():
         loss()  # warm-up: a device's first matmul allocates library workspaces (cuBLAS) that are not the model's
 
     # The first step: autograd saves activations in forward; backward turns them into gradients; the
     # optimizer's state appears (lazily, as torch.optim's does) in the first step.
-    with AllocationTrace() as forward, saved_for_backward([*model.parameters(), *model.buffers(), x]) as saved:
+    with AllocationTrace() as forward, saved_for_backward([*model.parameters(), *model.buffers(), inputs]) as saved:
         value = loss()
     with AllocationTrace() as first_step:
         value.backward()
-        chosen.step()
+        optimizer.step()
         del value  # the loss: part of forward's figure, not of the state
     with AllocationTrace() as freeing:
-        chosen.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
     gradients = -freeing.net
     state = forward.net + first_step.net - gradients
 
     # The second step, from zeroed gradients: the peak of a step in steady state.
     with AllocationTrace() as second_step:
         loss().backward()
-        chosen.step()
-        chosen.zero_grad(set_to_none=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
     theoretical = {
         "Weights": theoretical_bytes(model),
         "Gradients": 0 if in_backward else sum(p.numel() * p.element_size() for p in trainable(model)),
-        "Optimizer state": theoretical_state_bytes(chosen),
+        "Optimizer state": theoretical_state_bytes(optimizer),
         "Activations": sum(saved.values()),
     }
     theoretical["Peak"] = sum(theoretical.values())
-    measured = {"Weights": loading.net, "Gradients": gradients, "Optimizer state": state, "Activations": forward.net, "Peak": loading.net + state + second_step.peak}
+    measured = {"Weights": loaded_bytes, "Gradients": gradients, "Optimizer state": state, "Activations": forward.net, "Peak": loaded_bytes + state + second_step.peak}
     return {row: (measured[row], theoretical[row]) for row in ROWS}
 
 
