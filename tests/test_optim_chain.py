@@ -108,3 +108,20 @@ def test_chain_state_dict_round_trips():
     copy.load_state_dict(optimizer.state_dict())
     assert copy.state[copy.param_groups[0]["params"][0]]["links"][0]["step"] == 1
     assert optimizer.theoretical_state_bytes() == 2 * 4 * (1024 * 1024 + 1024)
+
+
+def test_the_chain_takes_a_torchzero_closure():
+    param = torch.nn.Parameter(torch.tensor([3.0]))
+    optimizer = Chain([param], scale_by_adam(), lr(0.1))
+    calls = []
+
+    def closure(backward=True):
+        calls.append(backward)
+        loss = (param**2).sum()
+        if backward:
+            optimizer.zero_grad()
+            loss.backward()
+        return loss
+
+    assert optimizer.step(closure).item() == 9.0 and calls == [True]
+    assert param.item() == pytest.approx(2.9)  # Adam's first step: lr times the gradient's sign
