@@ -212,7 +212,10 @@ def plot(results: dict[str, dict], path: Path) -> None:
 def main(steps: int = 100, out: str = "benchmarks/results", only: str | None = None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = digits()
+    try:
+        data = digits()
+    except ImportError as e:
+        raise SystemExit(f"error: {e}: the benchmark's requirements are in benchmarks/requirements.txt") from None
     names = [name for name in ROWS if only is None or only in name]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; digits: {len(data[0])} train / {len(data[2])} test, {steps} steps of 64", flush=True)
     results, rows = {}, {}

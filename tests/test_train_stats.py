@@ -42,3 +42,11 @@ def test_train_stats_cli(tmp_path, checkpoint_path):
     assert lines[2].split()[:4] == ["Weights", "40.57", "/", "40.57"] and lines[-1] == "(measured / theoretical)"
     state, adamw_state = float(lines[4].split()[2]), 2 * float(lines[3].split()[1])  # AdamW: two moments per gradient
     assert 0.25 < state / adamw_state < 0.26  # 8 bits and a float32 scale per 256 values, for each moment
+
+
+def test_an_optimizer_that_evaluates_several_times_a_step(checkpoint_path):
+    stats = training_stats("lora", "lbfgs", checkpoint=checkpoint_path)
+    measured, theoretical = stats["Optimizer state"]
+    adapters = stats["Gradients"][0]
+    # Up to 10 remembered steps and gradient changes, the last gradient and the last move: each a copy of the trainable values.
+    assert measured == theoretical and 19 * adapters < measured < 23 * adapters
