@@ -21,7 +21,10 @@ the projection it subtracts to form the residual by alpha (the scale of GaLore's
 alpha != 1 its residual is not orthogonal to the subspace; here the residual is G - G P^T P, and
 alpha scales the projected Adam step only. With alpha = 1 the two agree. The Adam inside both
 packages adds eps before the bias correction, as transformers' AdamW does; here it is torch's
-Adam (functional.adam_moments), which adds it after: equal updates when eps is small.
+Adam (functional.adam_moments), which adds it after: equal updates when eps is small. They also
+decay the weights after the step, torch's AdamW before it (equal when weight decay is 0, their
+default). And their projector keeps a slice of the SVD's full factor, which holds all of it
+alive (90 MB of state for BigNet where 27 MB is the algorithm's); `subspace` copies the slice.
 """
 
 import math
