@@ -53,11 +53,13 @@ def model_stats(name: str, device: torch.device | str = "cpu", checkpoint=None, 
     }
 
 
-def format_table(columns: dict[str, dict[str, str]]) -> str:
-    width = max(16, *(len(name) + 2 for name in columns))
-    lines = [" " * 22 + "".join(f"{name:>{width}}" for name in columns)]
-    for row in ROWS:
-        lines.append(f"{row:<22}" + "".join(f"{column[row]:>{width}}" for column in columns.values()))
+def format_table(columns: dict[str, dict[str, str]], rows=ROWS, min_width: int = 16) -> str:
+    """One column per model, one line per row: the layout every memory table here prints."""
+    label = max(len(row) for row in rows) + 2
+    width = max(min_width, *(len(name) + 2 for name in columns))
+    lines = [" " * label + "".join(f"{name:>{width}}" for name in columns)]
+    for row in rows:
+        lines.append(f"{row:<{label}}" + "".join(f"{column[row]:>{width}}" for column in columns.values()))
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 
 import torch
 
+from . import stats
 from .cli import check_int, run
 from .fit import noise_classification
 from .memory import MB, AllocationTrace, theoretical_bytes
@@ -121,10 +122,7 @@ def reusing(value: torch.Tensor, loss, optimizer):
 
 def format_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
     cells = {name: {row: f"{m / MB:.2f} / {t / MB:.2f} MB" for row, (m, t) in column.items()} for name, column in columns.items()}
-    width = max(22, *(len(name) + 2 for name in columns))
-    lines = [" " * 17 + "".join(f"{name:>{width}}" for name in columns)]
-    lines += [f"{row:<17}" + "".join(f"{cells[name][row]:>{width}}" for name in columns) for row in ROWS]
-    return "\n".join(lines) + "\n(measured / theoretical)"
+    return stats.format_table(cells, ROWS, min_width=22) + "\n(measured / theoretical)"
 
 
 def main(*models: str, optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: bool = False, device: str | None = None, checkpoint: str | None = None, batch_size: int = 64):
