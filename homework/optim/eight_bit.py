@@ -16,7 +16,7 @@ The two moments need different codes:
 
 import torch
 
-from .functional import AdamSettings, ParameterwiseOptimizer, adam_step, settings_from
+from .functional import AdamSettings, AdamW, adam_step, settings_from
 
 BLOCK_SIZE = 256
 SIGNED_LEVELS, UNSIGNED_LEVELS = 127, 255
@@ -41,11 +41,11 @@ def dequantize_8bit(codes: torch.Tensor, scales: torch.Tensor, like: torch.Tenso
     return values.view(like.shape).to(like.dtype)
 
 
-class AdamW8bit(ParameterwiseOptimizer):
-    """torch.optim.AdamW's step (and defaults), with both moments kept in 8 bits between steps."""
+class AdamW8bit(AdamW):
+    """torch.optim.AdamW's step (and defaults, amsgrad aside), with both moments kept in 8 bits between steps."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=True, amsgrad=False))
+        super().__init__(params, lr, betas, eps, weight_decay)
 
     def update_parameter(self, param, group):
         state = self.state[param]

@@ -158,8 +158,10 @@ def adam_direction(grad: torch.Tensor, state: dict, s: AdamSettings) -> torch.Te
 class Adam(ParameterwiseOptimizer):
     decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decoupled=self.decoupled))
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, **more_defaults):
+        # more_defaults: the settings of a subclass's own groups (GaLore's projection, say)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, decoupled=self.decoupled)
+        super().__init__(params, {**defaults, **more_defaults})
 
     def update_parameter(self, param, group):
         state = self.state[param]
@@ -176,5 +178,5 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, **more_defaults):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **more_defaults)

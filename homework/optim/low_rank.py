@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from .functional import AdamSettings, ParameterwiseOptimizer, adam_direction, adam_init, adam_step, settings_from
+from .functional import AdamSettings, AdamW, adam_direction, adam_init, settings_from
 
 GROWTH_LIMIT = 1.01  # Fira's gamma: the residual term's norm may grow by at most 1 % a step
 
@@ -86,21 +86,17 @@ def project_back(low_rank: torch.Tensor, basis: torch.Tensor, side: str) -> torc
     return low_rank @ basis if side == "right" else basis @ low_rank
 
 
-class GaLoreAdamW(ParameterwiseOptimizer):
+class GaLoreAdamW(AdamW):
     """AdamW on projected gradients for groups with a "rank" (see `divide_params`); plain AdamW for the others."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, update_proj_gap=200, alpha=1.0, proj_type="std"):
         # eps and weight decay: the fira and galore-torch packages' defaults. A group is projected if it has a "rank".
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, update_proj_gap=update_proj_gap, alpha=alpha, proj_type=proj_type)
-        super().__init__(params, {**defaults, "decoupled": True, "amsgrad": False})
+        super().__init__(params, lr, betas, eps, weight_decay, update_proj_gap=update_proj_gap, alpha=alpha, proj_type=proj_type)
 
     def update_parameter(self, param, group):
-        state, settings = self.state[param], settings_from(group, AdamSettings)
         if "rank" not in group:
-            if not state:
-                state.update(adam_init(param))
-            adam_step(param, param.grad, state, settings)
-            return
+            return super().update_parameter(param, group)
+        state, settings = self.state[param], settings_from(group, AdamSettings)
         grad, side = param.grad, projection_side(param.shape, group["proj_type"])
         if not state:
             shape = low_rank_shape(param.shape, group["rank"], side)
@@ -120,7 +116,7 @@ class GaLoreAdamW(ParameterwiseOptimizer):
 
     def state_bytes(self, param, group):
         if "rank" not in group:
-            return 2 * param.numel() * param.element_size()
+            return super().state_bytes(param, group)
         m, n = param.shape
         r = group["rank"]
         low_rank = math.prod(low_rank_shape(param.shape, r, projection_side(param.shape, group["proj_type"])))
