@@ -41,7 +41,7 @@ def published_optimizer(module, package, model):
     if module == "galore_torch":  # galore-torch names GaLore's alpha "scale"
         groups[1]["scale"] = groups[1].pop("alpha")
     # eps negligible: the packages add it before Adam's bias correction, torch (and we) after.
-    return published(groups, lr=1e-2, eps=1e-16, **(dict(no_deprecation_warning=True) if module == "fira" else {}))
+    return published(groups, lr=1e-2, eps=1e-16, no_deprecation_warning=True)
 
 
 PACKAGES = [(FiraAdamW, "fira", "FiraAdamW"), (GaLoreAdamW, "galore_torch", "GaLoreAdamW")]
