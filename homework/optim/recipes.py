@@ -54,12 +54,12 @@ def accumulate_gradients(loss_fn, inputs: torch.Tensor, targets: torch.Tensor, m
     memory is divided by `micro_batches`. `loss_fn(inputs, targets)` is a piece's mean loss.
     Returns the batch's mean loss.
     """
-    total = torch.zeros(())
+    total = 0.0
     for x, y in zip(inputs.tensor_split(micro_batches), targets.tensor_split(micro_batches)):
         # Weighted by the piece's share of the batch, the pieces' gradients add up to the batch's.
         loss = loss_fn(x, y) * (len(x) / len(inputs))
         loss.backward()
-        total += loss.detach().cpu()
+        total = total + loss.detach()  # on the loss's device: no wait for a GPU between pieces
     return total
 
 
