@@ -42,9 +42,9 @@ def fit(
     accumulates each batch's gradients in that many pieces; `ema` (a decay, e.g. 0.9) also keeps
     a moving average of the weights and logs its accuracy at the end.
     """
-    chosen = make_optimizer(optimizer, model, lr)
     if in_backward and micro_batches > 1:
         raise UsageError("stepping in backward updates after every backward pass: it cannot accumulate micro-batches")
+    chosen = make_optimizer(optimizer, model, lr)
     if in_backward:
         step_in_backward(chosen)
     average = EMA(model, ema) if ema else None
