@@ -4,6 +4,8 @@
     python -m grader homework --json results.json --hidden staff.json
     python -m grader batch submissions/ --out results.csv --jobs 4
     python -m grader hidden staff.json          # staff: secret hidden cases (random 64-bit seeds)
+    python -m grader gradescope autograder.zip --hidden staff.json [--check homework ...]
+    python -m grader canvas results.csv --gradebook export.csv --assignment "Homework 1" --out import.csv
 
 Exit code 0 whenever grading ran, whatever the score; 1, with a one-line error, when it could not.
 """
@@ -31,6 +33,23 @@ def main(argv: list[str] | None = None) -> int:
 
             options = batch_parser().parse_args(argv[1:])
             batch(options.folder, options.out, options.jobs, options.force, options.hidden, options.timeout)
+        elif argv[:1] == ["gradescope"]:
+            from .gradescope import build, check
+
+            options = gradescope_parser().parse_args(argv[1:])
+            if options.root and not options.check:
+                raise GraderError("--root is where --check lays the autograder out: give --check SUBMISSION too")
+            for submission in options.check or ():
+                if not os.path.exists(submission):
+                    raise GraderError(f"no such file or folder: {submission}")
+            print(f"wrote {build(options.out, options.hidden, options.hidden_visibility, options.force)}", flush=True)
+            if options.check:
+                check(options.out, options.check, options.root)
+        elif argv[:1] == ["canvas"]:
+            from .canvas import fill_gradebook
+
+            options = canvas_parser().parse_args(argv[1:])
+            fill_gradebook(options.results, options.gradebook, options.assignment, options.out, options.missing_zero, options.force)
         else:
             grade_one(parser().parse_args(argv))
     except GraderError as e:
@@ -51,11 +70,11 @@ def grade_one(options: argparse.Namespace) -> None:
     except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
         print(f"invalid zip, 0 points: {e}")
         if options.json:  # Gradescope still needs a results.json to show the student why
-            write_error_json(options.json, str(e), "invalid zip")
+            write_error_json(options.json, str(e), "invalid zip", options.submission)
         return
     except GraderError as e:
         if options.json:
-            write_error_json(options.json, str(e), "error")
+            write_error_json(options.json, str(e), "error", options.submission)
         raise
     print(render(report, options.verbose, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
     if options.json:
@@ -110,6 +129,30 @@ def hidden_parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", type=whole_number, default=2, help="input batches, of 256 and 1024 inputs in turn (default 2)")
     p.add_argument("--train", type=whole_number, default=2, help="training runs (default 2)")
     p.add_argument("--force", action="store_true", help="replace the file if it exists")
+    return p
+
+
+def gradescope_parser() -> argparse.ArgumentParser:
+    from .gradescope import VISIBILITIES
+
+    p = ArgumentParser(prog="python -m grader gradescope", description="Write Gradescope's autograder zip (staff), and optionally run it here as Gradescope would.")
+    p.add_argument("out", help="the zip to write, e.g. autograder.zip")
+    p.add_argument("--hidden", metavar="CONFIG", help="the hidden cases to grade for credit (without: the public cases, which anyone can reproduce)")
+    p.add_argument("--hidden-visibility", choices=VISIBILITIES, default="after_published", help="when students see the hidden cases' tests and their total (default after_published)")
+    p.add_argument("--check", metavar="SUBMISSION", action="append", help="then grade this zip or homework folder as Gradescope would (repeatable)")
+    p.add_argument("--root", metavar="DIR", help="with --check: the new or empty folder standing in for /autograder (default: a temporary one)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    return p
+
+
+def canvas_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m grader canvas", description="Fill a Canvas gradebook export with batch mode's scores, for Canvas's Grades > Import (staff).")
+    p.add_argument("results", help="the CSV batch mode wrote")
+    p.add_argument("--gradebook", required=True, help="the gradebook CSV exported from Canvas (Grades > Export)")
+    p.add_argument("--assignment", required=True, help="the assignment's column: its Canvas id, or part of its name")
+    p.add_argument("--out", required=True, help="the CSV to write, for Canvas to import")
+    p.add_argument("--missing-zero", action="store_true", help="give 0 to students with no submission (default: leave their cell as it is)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists, and grades the gradebook already holds that differ")
     return p
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .parts import PUBLIC_CASE, Checkpoint, GraderError, Inputs, Part, Suite
+from .parts import PARTS, PUBLIC_CASE, Checkpoint, GraderError, Inputs, Part, Suite
 
 HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
 CHECKPOINT_DIR = HOMEWORK_DIR.parent / "checkpoints"
@@ -84,6 +84,15 @@ def output_limits(part: Part, suite: Suite) -> dict:
                 scale_max, scale_mean = max(1.0, max_here / max_public), max(1.0, mean_here / mean_public)
             limits[checkpoint, inputs] = (part.max_diff * scale_max, part.mean_diff and part.mean_diff * scale_mean)
     return limits
+
+
+def precompute(suite: Suite) -> None:
+    """Make `suite`'s checkpoints and reference errors ahead of grading: once for a batch (before graders run side
+    by side and would each make them), once in a Gradescope image (instead of once per submission)."""
+    for checkpoint in suite.checkpoints:
+        checkpoint_path(checkpoint)
+    for part in PARTS:
+        output_limits(part, suite)
 
 
 def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tuple[float, float]:

@@ -5,8 +5,11 @@ hidden cases; and its scoring rules on their own.
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 import torch
 
 from grader import reference
-from grader.grade import check_output, check_training, grade
+from grader.grade import check_output, check_training, cpu_count, cpu_quota, grade
 from grader.parts import GUESSABLE, PARTS, PUBLIC, Checkpoint, GraderError, Inputs, load_suite
 from grader.reference import output_limits
 from grader.report import render
@@ -95,31 +98,61 @@ def test_an_invalid_zip_scores_0_in_one_line_with_results_json(tmp_path, name):
     assert not (tmp_path.parent / "escaped.py").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["abc123.zip", "results.json"]
 
 
-def test_batch_grades_every_zip_and_resumes(tmp_path):
+def test_batch_grades_a_canvas_download_and_plain_zips_and_resumes(tmp_path):
     submissions = tmp_path / "submissions"
     submissions.mkdir()
-    starter_zip(submissions, "abc123")
+    (submissions / "doejane_LATE_123_500_hw1.zip").write_text("not a zip")  # a first try, replaced by the resubmission below
+    starter_zip(submissions, "doejane_LATE_123_501_hw1-1")
     (submissions / "xyz789.zip").write_text("not a zip")
     out = tmp_path / "results.csv"
     first = run_grader("batch", str(submissions), "--out", str(out))
     assert first.returncode == 0, first.stderr
+    assert "1 late (Canvas's LATE): doejane (123)" in first.stderr
     rows = {row["id"]: row for row in csv.DictReader(out.open())}
-    assert rows["abc123"]["status"] == "graded" and rows["abc123"]["score"] == "0.0" and rows["abc123"]["lora"] == "0.0"
+    assert list(rows) == ["123", "xyz789"]
+    assert (rows["123"]["name"], rows["123"]["late"], rows["123"]["file"]) == ("doejane", "late", "doejane_LATE_123_501_hw1-1.zip")
+    assert rows["123"]["status"] == "graded" and rows["123"]["score"] == "0.0" and rows["123"]["lora"] == "0.0"
     assert rows["xyz789"]["status"] == "invalid zip" and "not a zip file" in rows["xyz789"]["reason"]
     # Each submission's feedback: the -v report (a file, so no colour) and Gradescope's results.json.
     feedback = tmp_path / "results-feedback"
-    report = (feedback / "abc123.txt").read_text()
+    report = (feedback / "123.txt").read_text()
     assert "not implemented" in report and "0 / 100" in report and "\033[" not in report
-    results = json.loads((feedback / "abc123.json").read_text())
-    assert results["score"] == 0 and "leaderboard" not in results
+    results = json.loads((feedback / "123.json").read_text())
+    assert results["score"] == 0 and "leaderboard" not in results and results["execution_time"] > 0
     assert {test["output"] for test in results["tests"]} == {"not implemented"}
     assert sum(test["max_score"] for test in results["tests"]) == 105
-    assert all(set(test) == {"name", "score", "max_score", "output"} for test in results["tests"])
+    assert all(set(test) == {"name", "score", "max_score", "output", "visibility"} for test in results["tests"])
     assert json.loads((feedback / "xyz789.json").read_text())["extra_data"]["status"] == "invalid zip"
 
     again = run_grader("batch", str(submissions), "--out", str(out))
     assert "(2 already graded)" in again.stderr
     assert list(csv.DictReader(out.open())) == list(rows.values())
+    # A new download with a newer file for a student: only that student is graded again.
+    (submissions / "doejane_LATE_123_502_hw1-2.zip").write_text("not a zip")
+    third = run_grader("batch", str(submissions), "--out", str(out))
+    assert "(1 already graded)" in third.stderr
+    assert {row["id"]: row["file"] for row in csv.DictReader(out.open())} == {"123": "doejane_LATE_123_502_hw1-2.zip", "xyz789": "xyz789.zip"}
+
+
+def test_ctrl_c_stops_a_batch_at_once_and_the_rerun_grades_only_the_rest(tmp_path):
+    submissions = tmp_path / "submissions"
+    submissions.mkdir()
+    for k in range(4):
+        starter_zip(submissions, f"s{k}")
+    command = [sys.executable, "-m", "grader", "batch", str(submissions), "--out", str(tmp_path / "r.csv"), "--jobs", "1"]
+    # As on a terminal: its own process group, SIGINT not ignored (as a shell's background job would have it).
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    feedback, deadline = tmp_path / "r-feedback", time.monotonic() + 60
+    while not (feedback / "s0.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+    assert process.wait(timeout=10) == 130  # not after grading the rest
+    graded = sorted(path.stem for path in feedback.glob("*.json"))
+    assert graded == [f"s{k}" for k in range(len(graded))] and len(graded) < 4  # one at a time, in order: none after the stop
+    again = run_grader("batch", str(submissions), "--out", str(tmp_path / "r.csv"), "--jobs", "1")
+    assert f"4 submissions ({len(graded)} already graded)" in again.stderr
+    assert {row["status"] for row in csv.DictReader((tmp_path / "r.csv").open())} == {"graded"}
 
 
 SECRET = [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93]  # as `python -m grader hidden` draws them: 64 random-looking bits
@@ -218,3 +251,25 @@ def test_secret_seeds_are_never_ones_the_suite_refuses(monkeypatch):
     draws = iter([5, 2**40 + 7, 2**40 + grader.parts.GUESSABLE])  # guessable low bits twice, then not
     monkeypatch.setattr(grader.parts.secrets, "randbits", lambda bits: next(draws))
     assert grader.parts.secret_seed() == 2**40 + grader.parts.GUESSABLE
+
+
+@pytest.mark.parametrize(
+    "files, quota",
+    [
+        ({"cpu.max": "50000 100000\n"}, 0.5),  # cgroup v2: Gradescope's default, half a core
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "200000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 2.0),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
+def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path) == quota
+
+
+def test_parts_run_one_at_a_time_on_less_than_a_core(monkeypatch):
+    monkeypatch.setattr("grader.grade.cpu_quota", lambda: 0.5)
+    assert cpu_count() == 1
