@@ -112,7 +112,7 @@ def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, 
         writer.writerow([header[k] for k in kept])
         writer.writerows([row[k] if k < len(row) else "" for k in kept] for row in rows)
     counts = {"filled": len(scores) - len(kept_grades), "missing": missing, "unmatched": len(unmatched), "kept": len(kept_grades)}
-    print(f"{out}: {counts['filled']} grades in {header[column]!r}; {missing} students without a submission {'given 0' if missing_zero else 'left as they were'}", file=sys.stderr)
+    print(f"{out}: grades written in {header[column]!r}: {counts['filled']}; students without a submission ({'given 0' if missing_zero else 'left as they were'}): {missing}", file=sys.stderr)
     if unmatched:
         print(f"{len(unmatched)} results not written: " + "; ".join(unmatched), file=sys.stderr)
     if kept_grades:
