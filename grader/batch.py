@@ -56,7 +56,7 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
         writer.writeheader()
         writer.writerows(rows)
     print(f"\n{len(rows)} submissions ({len(found) - len(todo)} already graded) -> {out}; feedback in {feedback}/", file=sys.stderr)
-    ungraded = without_zip(folder)
+    ungraded = without_zip(folder, found)
     if ungraded:
         print(f"not graded, no zip: {', '.join(ungraded)}", file=sys.stderr)
     late = [f"{s.name} ({s.id})" for s in found if s.late]

@@ -58,10 +58,10 @@ def submissions(folder: Path) -> list[Submission]:
     return [newest[key][1] for key in sorted(newest)]
 
 
-def without_zip(folder: Path) -> list[str]:
+def without_zip(folder: Path, graded: list[Submission]) -> list[str]:
     """The files of students who submitted on Canvas but no zip (code pasted as text, loose .py files): they are not graded."""
-    graded = {s.id for s in submissions(folder)}
-    return sorted(path.name for path in folder.iterdir() if (m := DOWNLOAD_NAME.match(path.name)) and m["user"] not in graded)
+    ids = {s.id for s in graded}
+    return sorted(path.name for path in folder.iterdir() if (m := DOWNLOAD_NAME.match(path.name)) and m["user"] not in ids)
 
 
 def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, out: str | Path, missing_zero: bool = False, force: bool = False) -> dict:
@@ -84,10 +84,14 @@ def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, 
     result_header, result_rows = read_csv(results)
     if not {"id", "status", "score"} <= set(result_header):
         raise GraderError(f"{results} is not a CSV from batch mode: it needs the columns id, status and score")
+    owners: dict[str, set[int]] = {}  # an ID, SIS User ID or SIS Login ID (lowercased) -> the students who have it
+    for k, student in enumerate(students):
+        for c in (header.index(name) for name in ID_COLUMNS if name in header):
+            owners.setdefault(student[c].lower(), set()).add(k)
     scores, unmatched = {}, []
     for row in result_rows:
         result = dict(zip(result_header, row))
-        matches = [k for k, student in enumerate(students) if result["id"].lower() in (student[header.index(c)].lower() for c in ID_COLUMNS if c in header)]
+        matches = sorted(owners.get(result["id"].lower(), ()))
         if len(matches) != 1:
             unmatched.append(f"{result['id']} ({'no student' if not matches else f'{len(matches)} students'} with that ID, SIS User ID or SIS Login ID)")
         elif result["status"] in NOT_GRADED:
@@ -135,7 +139,7 @@ def read_csv(path: str | Path) -> tuple[list[str], list[list[str]]]:
 
 def assignment_column(header: list[str], wanted: str, gradebook) -> int:
     """The one assignment column whose Canvas id is `wanted`, or whose name contains it."""
-    assignments = {k: ASSIGNMENT.match(name) for k, name in enumerate(header) if ASSIGNMENT.match(name)}
+    assignments = {k: match for k, name in enumerate(header) if (match := ASSIGNMENT.match(name))}
     found = [k for k, m in assignments.items() if wanted == m["id"] or wanted.lower() in m["title"].lower()]
     if len(found) != 1:
         names = ", ".join(repr(header[k]) for k in (found or assignments))

@@ -116,8 +116,9 @@ def setup(root: Path) -> None:
             pwd.getpwnam(user)
         except KeyError:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
-        for path in (source, *([hidden] if hidden.exists() else [])):
-            path.chmod(0o700 if path.is_dir() else 0o600)
+        source.chmod(0o700)
+        if hidden.exists():
+            hidden.chmod(0o600)
     precompute(load_suite(hidden if hidden.exists() else None))
     identity = worker_identity()
     print(f"parts will run as: {identity.note}" if identity.separate else f"warning: parts will run as root ({identity.note})")

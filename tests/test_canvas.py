@@ -35,7 +35,7 @@ def test_each_student_gets_their_newest_zip_and_plain_id_zips_still_count(tmp_pa
     ]
     (tmp_path / "leekim_789_800_lora.py").write_text("")  # students who sent files, or text, but no zip
     (tmp_path / "ngann_LATE_790_text.html").write_text("")
-    assert without_zip(tmp_path) == ["leekim_789_800_lora.py", "ngann_LATE_790_text.html"]
+    assert without_zip(tmp_path, submissions(tmp_path)) == ["leekim_789_800_lora.py", "ngann_LATE_790_text.html"]
 
 
 GRADEBOOK = (
