@@ -15,8 +15,6 @@ import torch
 from . import checkpoint
 
 BIGNET_DIM = 1024
-# The LoRA adapters' parameters: no BigNet checkpoint has them, so they keep their initial values.
-ADAPTER_KEYS = ("lora_a.weight", "lora_b.weight")
 
 
 class LayerNorm(torch.nn.Module):
@@ -73,28 +71,45 @@ def default_checkpoint() -> Path:
     return checkpoint.DEFAULT_PATH
 
 
-def load_weights(net: torch.nn.Module, path: str | Path | None = None, new_keys: tuple[str, ...] = ()) -> torch.nn.Module:
+def load_weights(net: torch.nn.Module, path: str | Path | None = None) -> torch.nn.Module:
     """
-    Load a checkpoint (the default one if no path is given) into `net`, strictly: every key must be
-    used and every parameter filled, except parameters whose names end in one of `new_keys` (layers
-    the checkpoint cannot have, such as ADAPTER_KEYS), which keep their initial values.
+    Load a BigNet checkpoint (the default one if no path is given) into `net`. Every tensor of the
+    checkpoint must find its place, with its shape; parameters and buffers the checkpoint does not
+    have (adapters, by any name) keep their initial values.
     """
-    state = checkpoint.read(default_checkpoint() if path is None else path)
+    path = default_checkpoint() if path is None else path
+    state = checkpoint.read(path)
+    with torch.device("meta"):  # BigNet's names, without allocating its weights
+        expected = BigNet().state_dict().keys()
+    if state.keys() != expected:
+        lacks, extra = [k for k in expected if k not in state], [k for k in state if k not in expected]
+        problems = [f"it lacks {_some(lacks)}"] if lacks else []
+        problems += [f"it has {_some(extra)}, which BigNet does not"] if extra else []
+        raise checkpoint.CheckpointError(f"{path} is not a BigNet checkpoint: {'; '.join(problems)}")
+    name = type(net).__name__
     try:
-        result = net.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # a shape mismatch, e.g. a checkpoint of another network
-        raise checkpoint.CheckpointError(f"the checkpoint does not fit {type(net).__name__}: {_first_error(e)}") from None
-    missing = [k for k in result.missing_keys if not k.endswith(new_keys)]
-    if missing or result.unexpected_keys:
-        problems = [f"missing {', '.join(missing[:3])}"] if missing else []
-        problems += [f"unexpected {', '.join(result.unexpected_keys[:3])}"] if result.unexpected_keys else []
-        raise checkpoint.CheckpointError(f"the checkpoint does not fit {type(net).__name__}: {'; '.join(problems)}")
+        unexpected = net.load_state_dict(state, strict=False).unexpected_keys
+    except RuntimeError as e:  # a shape that does not fit
+        raise checkpoint.CheckpointError(f"the checkpoint does not fit {name}: {_first_mismatch(e)}") from None
+    if unexpected:
+        # In the student's own names: what the model has where the checkpoint's tensors should go.
+        layer = unexpected[0].rpartition(".")[0]
+        near = [k for k in net.state_dict() if k.rpartition(".")[0] == layer]
+        raise checkpoint.CheckpointError(
+            f"the checkpoint's {_some(unexpected)} have no place in {name}, whose tensors there are named "
+            f"{', '.join(near[:4]) or 'nothing'}: keep torch.nn.Linear's names (weight, bias), or take them in a load_state_dict pre-hook"
+        )
     return net
 
 
-def _first_error(e: Exception) -> str:
+def _some(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" ({len(keys)} in all)" if len(keys) > 3 else "")
+
+
+def _first_mismatch(e: RuntimeError) -> str:
+    """The first 'size mismatch for NAME: ...' line of load_state_dict's error, which names both shapes."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[1] if len(lines) > 1 else lines[0]
+    return next((line for line in lines if line.startswith("size mismatch")), lines[-1])
 
 
 def load(path: str | Path | None = None) -> BigNet:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .bignet import ADAPTER_KEYS, BigNet, load_weights
+from .bignet import BigNet, load_weights
 from .half_precision import HalfLinear
 
 
@@ -42,4 +42,4 @@ class LoraBigNet(BigNet):
 
 
 def load(path: str | Path | None = None, lora_dim: int = 32) -> LoraBigNet:
-    return load_weights(LoraBigNet(lora_dim), path, new_keys=ADAPTER_KEYS)
+    return load_weights(LoraBigNet(lora_dim), path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from .bignet import ADAPTER_KEYS, BigNet, load_weights
+from .bignet import BigNet, load_weights
 from .low_precision import Linear4Bit
 
 
@@ -36,4 +36,4 @@ class QLoRABigNet(BigNet):
 
 
 def load(path: str | Path | None = None, lora_dim: int = 32) -> QLoRABigNet:
-    return load_weights(QLoRABigNet(lora_dim), path, new_keys=ADAPTER_KEYS)
+    return load_weights(QLoRABigNet(lora_dim), path)

@@ -95,7 +95,7 @@ def test_bad_checkpoints_get_a_one_line_error(tmp_path, checkpoint_path, content
 def test_checkpoint_of_another_network_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(torch.nn.Linear(3, 3).state_dict(), path)
-    with pytest.raises(CheckpointError, match="does not fit BigNet: missing model.0.model.0.weight.*unexpected weight"):
+    with pytest.raises(CheckpointError, match="is not a BigNet checkpoint: it lacks model.0.model.0.weight, .* it has weight, bias, which BigNet does not"):
         bignet.load(path)
     state = checkpoint.make_state_dict(BigNet())
     state["model.0.model.0.weight"] = torch.zeros(1024, 512)

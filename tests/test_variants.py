@@ -1,11 +1,13 @@
 """Every BigNet variant: its size, what it really allocates, its outputs, saving and moving it."""
 
 import io
+from functools import partial
 
 import pytest
 import torch
 
 from homework import half_precision, lora, low_precision, lower_precision, qlora
+from homework.bignet import BigNet, load_weights
 from homework.checkpoint import CheckpointError
 from homework.memory import MB, AllocationTrace, parameter_counts, theoretical_bytes
 from homework.models import MODEL_NAMES, load_model
@@ -120,15 +122,48 @@ def test_lora_starts_as_its_base_and_trains_only_adapters(module, base_module, c
 
 
 @pytest.mark.parametrize("change", ["drop a base weight", "add an unknown key"])
-def test_lora_tolerates_only_missing_adapters(change, checkpoint_path, tmp_path):
+def test_only_a_whole_bignet_checkpoint_loads(change, checkpoint_path, tmp_path):
     state = torch.load(checkpoint_path, weights_only=True)
     if change == "drop a base weight":
         del state["model.2.model.4.bias"]
     else:
         state["model.0.model.0.lora_c.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "changed.pth")
-    with pytest.raises(CheckpointError, match="missing model.2.model.4.bias" if "drop" in change else "unexpected model.0.model.0.lora_c"):
+    with pytest.raises(CheckpointError, match="it lacks model.2.model.4.bias" if "drop" in change else "it has model.0.model.0.lora_c.weight, which BigNet does not"):
         lora.load(tmp_path / "changed.pth")
+
+
+class RawAdapters(torch.nn.Module):
+    """Adapters as a student may write them: raw parameters under any names, and a buffer."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(out_features, in_features))
+        self.bias = torch.nn.Parameter(torch.zeros(out_features))
+        self.down = torch.nn.Parameter(torch.full((4, in_features), 0.5))
+        self.register_buffer("scale", torch.tensor(2.0))
+
+
+@pytest.mark.parametrize("make_linear", [RawAdapters, partial(lora.LoRALinear, lora_dim=4)], ids=["raw parameters and a buffer", "torch.nn.Linear adapters"])
+def test_what_a_checkpoint_cannot_have_keeps_its_initial_value(make_linear, checkpoint_path):
+    net = BigNet(make_linear=make_linear)
+    before = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    load_weights(net, checkpoint_path)
+    state = torch.load(checkpoint_path, weights_only=True)
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, state[name].to(tensor.dtype) if name in state else before[name]), name
+    assert len(before) > len(state)
+
+
+def test_a_renamed_weight_is_named_in_the_students_words(checkpoint_path):
+    class Renamed(torch.nn.Module):
+        def __init__(self, in_features: int, out_features: int):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(out_features, in_features))
+            self.bias = torch.nn.Parameter(torch.zeros(out_features))
+
+    with pytest.raises(CheckpointError, match=r"the checkpoint's model.0.model.0.weight, .* \(18 in all\) have no place in BigNet, whose tensors there are named model.0.model.0.w, model.0.model.0.bias"):
+        load_weights(BigNet(make_linear=Renamed), checkpoint_path)
 
 
 def test_frozen_weight_layers_give_the_true_input_gradient():
