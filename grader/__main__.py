@@ -16,7 +16,7 @@ import os
 import sys
 
 from .grade import InvalidSubmission, grade_submission
-from .parts import HIDDEN_ENV, PART_NAMES, TIMEOUT, GraderError, load_suite, make_hidden
+from .parts import HIDDEN_ENV, PART_NAMES, TIMEOUT, WALL_FACTOR, GraderError, load_suite, make_hidden
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +159,7 @@ def canvas_parser() -> argparse.ArgumentParser:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", metavar="CONFIG", help="the staff's hidden cases (JSON); default: $GRADER_HIDDEN, else the public cases")
     p.add_argument("--jobs", type=whole_number, default=None, help="processes side by side (default: one per core)")
-    p.add_argument("--timeout", type=seconds, default=TIMEOUT, help=f"seconds per part (default {TIMEOUT})")
+    p.add_argument("--timeout", type=seconds, default=TIMEOUT, help=f"CPU seconds per part (default {TIMEOUT}; and {WALL_FACTOR} times as many of wall-clock time)")
 
 
 if __name__ == "__main__":

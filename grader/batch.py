@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .canvas import Submission, submissions, without_zip
 from .grade import cpu_count
-from .parts import PARTS, GraderError, load_suite
+from .parts import PARTS, WALL_FACTOR, GraderError, load_suite
 from .reference import HOMEWORK_DIR, precompute
 
 COLUMNS = ("id", "name", "late", "file", "status", *(part.name for part in PARTS), "total", "extra_credit", "score", "reason")
@@ -80,8 +80,8 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
     results.unlink(missing_ok=True)
     with open(feedback / f"{submission.id}.txt", "w") as log:
         try:
-            # At worst the parts run one after another, each within `timeout`; the margin covers startup and references.
-            subprocess.run(command, cwd=HOMEWORK_DIR.parent, stdout=log, stderr=subprocess.STDOUT, timeout=len(PARTS) * timeout + 300)
+            # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
+            subprocess.run(command, cwd=HOMEWORK_DIR.parent, stdout=log, stderr=subprocess.STDOUT, timeout=len(PARTS) * WALL_FACTOR * timeout + 300)
         except subprocess.TimeoutExpired:
             return "timeout"
     return None if results.exists() else "crashed"

@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from .parts import (
-    FORWARD_LIMIT, FORWARD_READ_LIMIT, MAX_TRAINABLE, MB, MEMORY_CAP, MIN_TRAINABLE, OUTPUT_CAP, PARTS, PUBLIC,
-    PUBLIC_CASE, RESIDENT_SLACK, TIMEOUT, TRAINING, GraderError, Part, Suite, derived_seed,
+    DRAW_SPREAD, FORWARD_LIMIT, FORWARD_READ_LIMIT, MB, MEMORY_CAP, MIN_TRAINABLE, OUTPUT_CAP, PARTS, PUBLIC, PUBLIC_CASE,
+    RESIDENT_SLACK, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Part, Suite, derived_seed,
 )  # fmt: skip
 from .protocol import Ask, BadAnswer, PartStopped, Request, Status, TensorInfo
-from .reference import CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, output_limits, reference_outputs, trusted
-from .sandbox import STOP, Identity, Worker, launcher, prepare, worker_identity
+from .reference import BIGNET_LINEARS, CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, first_departing_layer, output_limits, reference_outputs, trusted
+from .sandbox import STOP, Budget, Identity, Worker, launcher, prepare, worker_identity
 
 SLOWEST_FIRST = ("lora", "qlora", "lower_precision", "low_precision", "half_precision")  # training parts take longest
 
@@ -52,6 +52,8 @@ class PartResult:
     reason: str = ""
     output: str = ""  # what the part printed (its tail)
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # what its processes used, as the kernel counts it: what the time limit is about
+    warnings: list[str] = field(default_factory=list)  # what may cost points elsewhere, though it cost none here
     figures: dict = field(default_factory=dict)  # for the leaderboard: memory, mean_diff, max_diff
     protections: dict = field(default_factory=dict)  # what the kernel enforced on its worker (worker.confine)
 
@@ -174,11 +176,11 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     """Every case of `part`, scored; a worker that stops scores 0 on all of them, for one reason."""
     started = time.monotonic()
     result = PartResult(part, plan_cases(part, grading.suite))
-    deadline = started + grading.timeout
+    budget = Budget(grading.timeout, WALL_FACTOR * grading.timeout)
     workers = []
 
     def new_worker(name: str) -> Worker:
-        workers.append(Worker(part.name, grading.root, f"{part.name}-{name}", deadline, grading.identity, grading.private, MEMORY_CAP, OUTPUT_CAP, grading.launcher))
+        workers.append(Worker(part.name, grading.root, f"{part.name}-{name}", budget, grading.identity, grading.private, MEMORY_CAP, OUTPUT_CAP, grading.launcher))
         return workers[-1]
 
     seeds = grading.suite.train_seeds if "training" in part.points else ()
@@ -192,13 +194,31 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
             for k, seed in enumerate(seeds):
                 score_training(result.cases[k - len(seeds)], grading, seed, worker, evaluators[k], ready[k])
     except PartStopped as stopped:
-        result.status = stopped.status
-        result.reason = f"timed out after {grading.timeout:g} s" if stopped.status == Status.TIMEOUT else stopped.reason
+        result.status, result.reason = stopped.status, stopped.reason
         for case in result.cases:
             case.score, case.message = 0.0, result.reason
     result.output = "\n".join(w.output() for w in workers if w.log.exists()).strip()
-    result.seconds = time.monotonic() - started
+    result.seconds, result.cpu_seconds = time.monotonic() - started, budget.used
+    warning = result.status == Status.OK and time_warning(result.figures.get("products"), budget.used, budget.cpu_limit)
+    if warning:
+        result.warnings.insert(0, warning)
     return result
+
+
+def time_warning(products, used: float, limit: float) -> str:
+    """
+    Before time costs points: a part that used over half its CPU time, or computes mostly in half
+    precision, which a CPU is slow at. Hidden cases run several times as many inputs, checkpoints and
+    training steps. `products`: the multiply-adds by dtype (worker.MatrixProducts), as the part's process sent them.
+    """
+    valid = isinstance(products, dict) and all(isinstance(n, int) and n >= 0 for n in products.values())
+    total = sum(products.values()) if valid else 0
+    half = sum(n for dtype, n in products.items() if dtype in ("float16", "bfloat16")) if valid else 0
+    if total and half / total > 0.5:
+        return f"{half / total:.0%} of its matrix products are in float16 or bfloat16, which a CPU computes 15 to 20 times slower than float32: it used {used:.0f} s of CPU time here, and hidden cases, several times larger, must fit in {limit:g} s"
+    if used > limit / 2:
+        return f"it used {used:.0f} s of CPU time, over half its limit of {limit:g} s, and hidden cases are several times larger"
+    return ""
 
 
 def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worker) -> None:
@@ -232,22 +252,42 @@ def score_outputs_and_memory(result: PartResult, grading: Grading, worker: Worke
                     forward["read"] = worker.bytes_read() - read_before - worker.last_request_size
             passed, message, diffs = check_output(answer.tensors["y"], grading.references[checkpoint, inputs], *limits[checkpoint, inputs])
             award(cases[output_name(suite, c, i)], passed, message)
+            close = diffs and near_limit(diffs, *limits[checkpoint, inputs])
+            if close:
+                result.warnings.append(f"{output_name(suite, c, i)}: {close}")
             if first:
                 result.figures.update(diffs)
     # Last, what PyTorch's allocators say, under their profiler, which keeps memory for every operation it
     # watches: a second load (the memory it still holds) and a forward (its peak). Where the kernel's
     # figures exist (Linux) they already bound the scored model; these are all there is on macOS.
     allocated = worker.load(grading.checkpoints[0], seed=0, ask=Ask.PROFILED_LOAD).fields["allocated"]
-    forward["peak"] = worker.ask(Request(Ask.FORWARD, {"profile": True}, {"x": batches[0]})).fields["peak"]
+    profiled = worker.ask(Request(Ask.FORWARD, {"profile": True}, {"x": batches[0]})).fields
+    forward["peak"] = profiled["peak"]
     figures = model_figures(model, allocated, loaded["resident"] - start["resident"] if loaded and start else None)
-    result.figures["memory"] = allocated
-    output_passed = cases[output_name(suite, 0, 0)].score > 0
+    result.figures.update(memory=allocated, products=profiled["products"])
+    first = cases[output_name(suite, 0, 0)]
+    if first.score == 0 and "max_diff" in result.figures:  # it computed something, but not BigNet's output: say where
+        first.message += departure(worker, part, suite.checkpoints[0], batches[0][:16])
+    if figures["trainable"] == 0:
+        result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
+    output_passed = first.score > 0
     for name, check in (("memory", check_memory), ("adapters", check_adapters)):
         if name in cases:
             passed, message = check(part, figures, forward)
             if not output_passed:
                 passed, message = False, f"not counted, the output does not match BigNet's ({message})"
             award(cases[name], passed, message)
+
+
+def departure(worker: Worker, part: Part, checkpoint, x: torch.Tensor) -> str:
+    """Where the worker's model departs from BigNet's (reference.first_departing_layer); "" if it cannot say."""
+    try:
+        layers = worker.ask(Request(Ask.LAYERS, {"names": list(BIGNET_LINEARS)}, {"x": x})).tensors
+    except PartStopped as stopped:
+        if stopped.status != Status.ERROR:
+            raise
+        return ""  # its modules raised when watched: the output case already says what counts
+    return first_departing_layer(layers, part.scheme, checkpoint)
 
 
 def model_figures(tensors: list[TensorInfo], allocated: int, resident: int | None) -> dict:
@@ -370,6 +410,14 @@ def check_output(y: torch.Tensor, reference: torch.Tensor, max_limit: float, mea
     return summarize(checks) + (diffs,)
 
 
+def near_limit(diffs: dict, max_limit: float, mean_limit: float | None) -> str:
+    """A diff as close to its limit, either side, as hidden draws of a weight family move it: hidden cases may go the other way ("" if none is)."""
+    for name, value, limit in (("max abs diff", diffs["max_diff"], max_limit), ("mean abs diff", diffs["mean_diff"], mean_limit)):
+        if limit and limit / (1 + DRAW_SPREAD) < value < limit * (1 + DRAW_SPREAD):
+            return f"{name} {value:.3g} is within {DRAW_SPREAD:.0%} of its limit {limit:.3g}, as much as hidden cases of this weight family vary: one may {'fail' if value <= limit else 'pass'}"
+    return ""
+
+
 def check_memory(part: Part, model: dict, forward: dict) -> tuple[bool, str]:
     checks = [at_most("theoretical", model["theoretical"], part.memory_limit, mb), at_most("allocated", model["allocated"], part.memory_limit, mb)]
     if model["resident"] is not None:  # the kernel's figures (Linux): what the process really holds, whatever the submission patched
@@ -385,7 +433,7 @@ def check_memory(part: Part, model: dict, forward: dict) -> tuple[bool, str]:
 def check_adapters(part: Part, model: dict, forward: dict) -> tuple[bool, str]:
     trainable, dtypes = model["trainable"], model["trainable_dtypes"]
     checks = [
-        at_most("trainable parameters", trainable, MAX_TRAINABLE, millions),
+        fewer_than("trainable parameters", trainable, part.max_trainable, millions, why=" (the course's grader's cap)"),
         at_least("trainable parameters", trainable, MIN_TRAINABLE, millions),
         (dtypes == ["float32"], f"trainable dtypes: {', '.join(dtypes) or 'none'} (float32 needed)"),
     ]
@@ -405,6 +453,10 @@ def check_training(start: float, final: float, steps: int, finite: bool) -> tupl
 
 def at_most(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -> tuple[bool, str]:
     return value <= limit, f"{name} {show(value)} {'<=' if value <= limit else '>'} {show(limit)}"
+
+
+def fewer_than(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}", why: str = "") -> tuple[bool, str]:
+    return value < limit, f"{name} {show(value)} {'<' if value < limit else '>='} {show(limit)}{why}"
 
 
 def at_least(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -> tuple[bool, str]:

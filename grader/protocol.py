@@ -16,12 +16,16 @@ import io
 import json
 import os
 import secrets
+import signal
 from dataclasses import dataclass, field
 
 import torch
 
 MAX_HEADER = 64 * 1024
 MAX_PAYLOAD = 64 * 2**20  # an output of 4096 x 1024 float32 is 16 MB
+# On this signal the part's process writes its threads' stacks to its output (faulthandler): before it is
+# stopped, the grading process learns where the submission's code was.
+STACK_SIGNAL = signal.SIGUSR1
 
 
 class Ask(enum.Enum):
@@ -29,7 +33,8 @@ class Ask(enum.Enum):
 
     START = "start"  # confine itself (confinement.py) and warm up: the protections in force
     LOAD = "load"  # torch.manual_seed(seed); model = homework.<part>.load(path): the names, shapes and dtypes of its tensors
-    FORWARD = "forward"  # model(x) without gradients: y, and (if `profile`) the allocator's peak during the call
+    FORWARD = "forward"  # model(x) without gradients: y, and (if `profile`) the allocator's peak and the multiply-adds by dtype
+    LAYERS = "layers"  # model(x) without gradients, keeping what goes in and out of the modules named: "NAME in", "NAME out"
     PROFILED_LOAD = "profiled_load"  # the same load again, under the allocator's profiler: the bytes it still holds
     TRAIN = "train"  # AdamW(lr) on the trainable parameters, then model(x) keeping the graph: features
     STEP = "step"  # backward from the features with this gradient, one optimizer step, then model(x) again: features
@@ -41,14 +46,15 @@ class Ask(enum.Enum):
 ANSWER_FIELDS = {
     Ask.START: {"protections": dict},
     Ask.LOAD: {"tensors": list},
-    Ask.FORWARD: {"peak": int},
+    Ask.FORWARD: {"peak": int, "products": dict},
+    Ask.LAYERS: {},
     Ask.PROFILED_LOAD: {"allocated": int},
     Ask.TRAIN: {},
     Ask.STEP: {},
     Ask.TRAINED: {},
     Ask.ASSIGN: {},
 }
-ANSWER_TENSORS = {Ask.FORWARD: ("y",), Ask.TRAIN: ("features",), Ask.STEP: ("features",)}  # TRAINED: any names
+ANSWER_TENSORS = {Ask.FORWARD: ("y",), Ask.TRAIN: ("features",), Ask.STEP: ("features",)}  # TRAINED, LAYERS: any names
 
 
 class Status(enum.Enum):

@@ -25,8 +25,9 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     for result in report.parts:
         note = result.reason if result.status != Status.OK else ""
         if verbose:
-            note += f" ({result.seconds:.0f} s)"
+            note += f" ({result.seconds:.0f} s, {result.cpu_seconds:.0f} s of CPU time)"
         lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
+        lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
         if verbose and result.status == Status.OK:
             for case in result.cases:
                 lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6g} / {case.max_score:g}", level(case.score, case.max_score)) + f"  {case.message}")

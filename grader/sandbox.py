@@ -4,10 +4,10 @@ request at a time (protocol.py), and reading what the kernel says about it at th
 grading process chooses. Everything here runs in the trusted process.
 
 Workers are forks of a template process (Template) where that is safe, interpreters of their own
-elsewhere (Interpreters). A worker runs in its own process group with a wall-clock deadline and a memory cap (both enforced
-by killing the group), its output captured to a file, confined by the kernel as far as this system
-allows (confinement.py), and, when the grader runs as root (a Gradescope container), as an
-unprivileged user. It can read only what it is given: the runtime files, the submission, its own
+elsewhere (Interpreters). A worker runs in its own process group with a time budget (Budget: CPU
+time, and a wall-clock backstop) and a memory cap (both enforced by killing the group), its output
+captured to a file, confined by the kernel as far as this system allows (confinement.py), and, when
+the grader runs as root (a Gradescope container), as an unprivileged user. It can read only what it is given: the runtime files, the submission, its own
 working folder, and a copy of a checkpoint for as long as a LOAD request takes.
 """
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .parts import GraderError
-from .protocol import Answer, Ask, BadAnswer, PartStopped, Request, Status, check_answer, take_message
+from .protocol import STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Status, check_answer, take_message
 
 GRADER_DIR = Path(__file__).resolve().parent
 RUNTIME_FILES = (GRADER_DIR / "worker.py", GRADER_DIR / "protocol.py", GRADER_DIR / "confinement.py", GRADER_DIR.parent / "homework" / "memory.py")
@@ -36,6 +36,7 @@ USER_ENV = "GRADER_USER"  # the unprivileged user parts run as when the grader r
 POLL_SECONDS = 0.05
 PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a worker sets up (worker.confine); each is reported
 STOP = threading.Event()  # set on Ctrl-C: every worker is killed, and every ask returns at once
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's unit of CPU time
 
 
 def prepare(root: Path, submission: Path) -> None:
@@ -182,8 +183,8 @@ def process_state(pid: int) -> str | None:
 class Worker:
     """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
 
-    def __init__(self, part: str, root: Path, name: str, deadline: float, identity: Identity, private: list[Path], memory_cap: int, output_cap: int, launcher):
-        self.part, self.deadline, self.identity, self.private, self.launcher = part, deadline, identity, private, launcher
+    def __init__(self, part: str, root: Path, name: str, budget: "Budget", identity: Identity, private: list[Path], memory_cap: int, output_cap: int, launcher):
+        self.part, self.budget, self.identity, self.private, self.launcher = part, budget, identity, private, launcher
         self.memory_cap, self.output_cap = memory_cap, output_cap
         self.root = root = Path(os.path.realpath(root))  # as /proc names it
         self.folder = root / name
@@ -210,9 +211,9 @@ class Worker:
             os.close(self.answers)
 
     def ended(self) -> int:
-        """The worker's exit code, waiting (up to its deadline, then killing it) for it to end."""
+        """The worker's exit code, waiting (up to the part's wall-clock limit, then killing it) for it to end."""
         if self.returncode is None:
-            while process_state(self.pid) not in ("Z", None) and time.monotonic() < self.deadline:
+            while process_state(self.pid) not in ("Z", None) and time.monotonic() < self.budget.wall_deadline:
                 time.sleep(0.01)
             kill_group(self.pid)
             self.returncode = self.launcher.reap(self.pid)
@@ -228,6 +229,7 @@ class Worker:
         os.set_blocking(self.requests, False)  # a worker that stops reading must not block the grading process
         with open(self.log, "wb") as log:
             self.pid = self.launcher.spawn(requests_r, answers_w, log.fileno(), self.work, self.identity)
+        self.budget.started(self.pid)
         os.close(requests_r)
         os.close(answers_w)
         fields = {
@@ -299,20 +301,45 @@ class Worker:
                 raise PartStopped(Status.CRASHED, exit_reason(self.ended())) from None
 
     def _wait(self, fd: int, writing: bool) -> None:
-        """Until `fd` is ready, watching the deadline, the memory cap and Ctrl-C."""
+        """Until `fd` is ready, watching the part's time, the memory cap and Ctrl-C."""
         while True:
             if STOP.is_set():
                 raise PartStopped(Status.CRASHED, "interrupted")
-            if time.monotonic() > self.deadline:
-                raise PartStopped(Status.TIMEOUT, "timed out")  # grade.py says after how long
+            over = self.budget.over(self.pid)
+            if over:
+                raise PartStopped(Status.TIMEOUT, over + self.where())
             status = read_status(self.pid)
             # RLIMIT_DATA (set by the worker) makes allocations fail past memory_cap, with a clear error; this
             # catches, later, what that limit does not count (shared memory) and systems that ignore it.
             if status and status["VmRSS"] > 1.5 * self.memory_cap:
-                raise PartStopped(Status.CRASHED, f"used more than {1.5 * self.memory_cap / 2**30:g} GB of memory")
+                raise PartStopped(Status.CRASHED, f"used more than {1.5 * self.memory_cap / 2**30:g} GB of memory" + self.where())
             ready = select.select([], [fd], [], POLL_SECONDS)[1] if writing else select.select([fd], [], [], POLL_SECONDS)[0]
             if ready:
                 return
+
+    def where(self) -> str:
+        """
+        Where the submission's code is now, as ", in FUNCTION (homework/FILE.py, line N)": the worker
+        dumps its threads' stacks into its output when signalled (worker.py, faulthandler), and the
+        innermost frame in the submission is the one named. Empty if there is none.
+        """
+        before = self.log.stat().st_size
+        try:
+            os.kill(self.pid, STACK_SIGNAL)
+        except (ProcessLookupError, PermissionError):
+            return ""
+
+        def printed_since() -> str:
+            with open(self.log, "rb") as f:
+                f.seek(before)
+                return f.read().decode(errors="replace")
+
+        for _ in range(20):  # written by a signal handler as soon as the process runs: give a busy machine a second
+            time.sleep(0.05)
+            if "most recent call first" in printed_since():
+                time.sleep(0.05)  # the rest of the dump
+                break
+        return innermost_frame(printed_since(), self.root / "code")
 
     # --- what the kernel says about the worker (Linux; None or empty elsewhere) --------------------
 
@@ -411,6 +438,64 @@ def read_status(pid: int) -> dict[str, int] | None:
         if name in ("VmRSS", "VmHWM", "RssAnon"):
             fields[name] = int(value.split()[0]) * 1024  # the kernel reports kB
     return fields if len(fields) == 3 else None
+
+
+class Budget:
+    """
+    A part's time, shared by its processes: the CPU time they use, as the kernel counts it (the same
+    on an idle machine, a busy one or half a core), and a wall-clock limit for code that blocks or
+    sleeps, which uses none. Where the kernel does not count CPU time per process (no /proc), a
+    process's wall-clock time since it started stands in for it: stricter, never looser.
+    """
+
+    def __init__(self, cpu_limit: float, wall_limit: float):
+        self.cpu_limit, self.wall_limit = cpu_limit, wall_limit
+        self.wall_deadline = time.monotonic() + wall_limit
+        self.seconds: dict[int, float] = {}  # pid -> its CPU seconds, as last read (an ended process keeps its last figure)
+        self.starts: dict[int, float] = {}
+        self.lock = threading.Lock()  # a part's processes are asked from more than one thread
+
+    def started(self, pid: int) -> None:
+        with self.lock:
+            self.starts[pid], self.seconds[pid] = time.monotonic(), 0.0
+
+    @property
+    def used(self) -> float:
+        with self.lock:
+            return sum(self.seconds.values())
+
+    def over(self, pid: int) -> str:
+        """Why the part must stop ("" if it need not), after reading `pid`'s CPU time."""
+        seconds = cpu_seconds(pid)
+        with self.lock:
+            self.seconds[pid] = seconds if seconds is not None else time.monotonic() - self.starts[pid]
+        if self.used > self.cpu_limit:
+            return f"timed out: used {self.used:.0f} s of CPU time, over the part's limit of {self.cpu_limit:g} s"
+        if time.monotonic() > self.wall_deadline:
+            return f"timed out: blocked or sleeping, still running after {self.wall_limit:g} s of wall-clock time with {self.used:.0f} s of CPU time used"
+        return ""
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time a process has used, all its threads, user and system (/proc/<pid>/stat), or None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15 of stat(5)
+
+
+FRAME = re.compile(r'^\s*File "(.+)", line (\d+) in (\S+)')
+
+
+def innermost_frame(dump: str, submission: Path) -> str:
+    """", in FUNCTION (homework/FILE.py, line N)" for the first frame of a faulthandler dump (most recent first) in `submission`."""
+    inside = str(submission) + os.sep
+    for line in dump.splitlines():
+        frame = FRAME.match(line)
+        if frame and frame.group(1).startswith(inside):
+            return f", in {frame.group(3)} ({frame.group(1).removeprefix(inside)}, line {frame.group(2)})"
+    return ""
 
 
 def worker_environment(workdir: Path) -> dict[str, str]:

@@ -17,6 +17,7 @@ the model and the tensors of the request in hand.
 import contextlib
 import ctypes
 import errno
+import faulthandler
 import gc
 import importlib
 import os
@@ -29,6 +30,7 @@ import memory
 import protocol
 import torch
 from protocol import Ask
+from torch.overrides import TorchFunctionMode
 
 del sys.path[0]  # nothing in the runtime folder may shadow what torch or the submission imports
 _LIBC = ctypes.CDLL(None)  # the C library, for prctl and malloc_trim (absent on macOS)
@@ -53,9 +55,28 @@ class Part:
         return {"tensors": [info.encode() for info in describe_tensors(self.model)]}
 
     def forward(self, x: torch.Tensor, profile: bool) -> tuple[dict, dict]:
-        with torch.no_grad(), memory.AllocationTrace() if profile else contextlib.nullcontext() as trace:
+        if not profile:
+            with torch.no_grad():
+                return {"peak": 0, "products": {}}, {"y": plain_tensor(self.model(x))}
+        with torch.no_grad(), memory.AllocationTrace() as trace, MatrixProducts() as products:
             y = self.model(x)
-        return {"peak": trace.peak if profile else 0}, {"y": plain_tensor(y)}
+        return {"peak": trace.peak, "products": products.counts}, {"y": plain_tensor(y)}
+
+    def layers(self, x: torch.Tensor, names: list) -> dict:
+        """The input and output of each of the model's modules named in `names`, for `x`: where its output departs from BigNet's."""
+        captured = {}
+
+        def keep(name: str):
+            return lambda module, inputs, output: captured.update({f"{name} in": plain_tensor(inputs[0]), f"{name} out": plain_tensor(output)})
+
+        hooks = [module.register_forward_hook(keep(name)) for name, module in self.model.named_modules() if name in names]
+        try:
+            with torch.no_grad():
+                self.model(x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return captured
 
     def profiled_load(self, path: str, seed: int) -> dict:
         self.model = None
@@ -92,6 +113,8 @@ class Part:
             return self.load(fields["path"], fields["seed"]), {}
         if ask == Ask.FORWARD:
             return self.forward(tensors["x"], fields["profile"])
+        if ask == Ask.LAYERS:
+            return {}, self.layers(tensors["x"], fields["names"])
         if ask == Ask.PROFILED_LOAD:
             return self.profiled_load(fields["path"], fields["seed"]), {}
         if ask == Ask.TRAIN:
@@ -102,6 +125,27 @@ class Part:
             return {}, self.trained()
         self.assign(tensors)
         return {}, {}
+
+
+class MatrixProducts(TorchFunctionMode):
+    """
+    Counts the multiply-adds of the matrix products a forward pass asks for, by dtype: where a CPU spends
+    a slow part's time (float16 products are 15 to 20 times slower there than float32 ones).
+    """
+
+    LINEAR = {torch.nn.functional.linear}  # (x, weight): x @ weight.T
+    PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm}
+
+    def __init__(self):
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if (func in self.LINEAR or func in self.PRODUCTS) and len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]):
+            a, b = args[:2]
+            dtype = str(a.dtype).removeprefix("torch.")
+            self.counts[dtype] = self.counts.get(dtype, 0) + a.numel() * (b.shape[0] if func in self.LINEAR else b.shape[-1])
+        return func(*args, **(kwargs or {}))
 
 
 def describe_tensors(model: torch.nn.Module) -> list[protocol.TensorInfo]:
@@ -123,6 +167,7 @@ def plain_tensor(y) -> torch.Tensor:
 def main(requests: int, answers: int) -> None:
     start, _ = protocol.read_message(requests)  # START: where the submission is, what the process may read and write
     die_with_parent()
+    faulthandler.register(protocol.STACK_SIGNAL, all_threads=True)  # to our output, which the grading process reads
     limit_resources(start["memory_cap"], start["output_cap"])
     torch.set_num_threads(1)  # the same numbers whatever the machine's core count, and parts can run side by side
     protections = confine(start)
@@ -223,6 +268,8 @@ def warm_up(workdir: str) -> None:
     os.remove(path)
     with memory.AllocationTrace():
         layer(torch.ones(8, 1024)).sum().backward()
+    with torch.no_grad(), memory.AllocationTrace(), MatrixProducts():
+        layer(torch.ones(8, 1024))
     protocol.decode_tensors(protocol.encode({}, {"x": torch.ones(4)}).split(b"\n", 1)[1])
     settle()
 
@@ -284,13 +331,13 @@ def describe(error: BaseException, start: dict) -> str:
         lines = str(error.msg if isinstance(error, SyntaxError) else error).strip().splitlines()
     except Exception:  # a submission's exception can fail even at this
         lines = ["(cannot be printed)"]
-    if isinstance(error, MemoryError) or any("can't allocate memory" in line for line in lines):
-        return f"ran out of memory (the limit is {start['memory_cap'] / 2**30:g} GB)"
     frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)]
     if isinstance(error, SyntaxError):
         frames.append((error.filename or "", error.lineno))
     frames = [(file, line) for file, line in frames if file.startswith(start["submission"])]
     where = f" ({os.path.relpath(frames[-1][0], start['submission'])}, line {frames[-1][1]})" if frames else ""
+    if isinstance(error, MemoryError) or any("can't allocate memory" in line for line in lines):
+        return f"ran out of memory (the limit is {start['memory_cap'] / 2**30:g} GB)" + where
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300] + where
 
 

@@ -4,7 +4,10 @@ one thing, made at test time by editing the reference (an edit that no longer ma
 reference fails loudly). Each gets exactly its intended score, and a reason that says why.
 """
 
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +16,15 @@ import pytest
 import grader.grade
 from grader import sandbox
 from grader.grade import grade
-from grader.parts import load_suite, make_hidden
+from grader.parts import Suite, load_suite, make_hidden
 from grader.release import strip_markers
 from grader.report import gradescope, render
 
 REFERENCE = Path(__file__).resolve().parent.parent / "homework"
-TIMEOUT = 30  # seconds per part for the broken submissions: their slowest part takes about 6 s here (the reference report gets the real limit)
+TIMEOUT = 30  # CPU seconds per part for the broken submissions: their slowest part takes about 15 s here (the reference report gets the real limit)
+# Each break is graded on the default checkpoint alone, to stay within minutes: the other public checkpoints
+# change no broken submission's score (the reference report is graded on all of them).
+DEFAULT_CHECKPOINT = Suite()
 FULL = {"half_precision": 20, "lora": 30, "low_precision": 20, "qlora": 30, "lower_precision": 5}
 STUB = "def load(path=None):\n    raise NotImplementedError()\n"
 
@@ -274,7 +280,7 @@ class Peeking(HalfBigNet):
 
 
 def load(path=None, lora_dim=32):
-    return load_weights(Peeking(), path, new_keys=("dummy",))
+    return load_weights(Peeking(), path)
 """
 
 ATTACKS = {
@@ -293,13 +299,13 @@ BROKEN = {
     "infinite_loop_in_forward": Broken(
         [replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        while True:\n            pass\n")],
         {"half_precision": 0},
-        {"half_precision": f"timed out after {TIMEOUT} s"},
+        {"half_precision": f"over the part's limit of {TIMEOUT} s, in forward (homework/half_precision.py, line"},
         ("half_precision", "low_precision"),
     ),
     "memory_hog": Broken(
         [stop_in_load("lower_precision", "    hog = []\n    while True:\n        hog.append(torch.ones(2**24))")],
         {"lower_precision": 0},
-        {"lower_precision": "ran out of memory (the limit is 2 GB)"},
+        {"lower_precision": "ran out of memory (the limit is 2 GB) (homework/lower_precision.py, line"},
         ("lower_precision", "half_precision"),
     ),
     "print_flood": Broken([stop_in_load("lora", "    while True:\n        print('x' * 1000)")], {"lora": 0}, {"lora": "printed more than 4 MB"}, ("lora", "half_precision")),
@@ -343,6 +349,27 @@ BROKEN = {
         {"lora": 15, "qlora": 15},  # float16 gradients overflow: NaN from the second step, as the handout warns
         {"lora": "trainable dtypes: float16, float32", "qlora": "became NaN"},
         ("lora", "qlora"),
+    ),
+    # Over the course's grader's cap on LoRA's trainable parameters (2 M): rank 64 has 2.37 M. Both graders refuse it.
+    "rank_64": Broken(
+        [replace("lora.py", "return load_weights(LoraBigNet(lora_dim), path)", "return load_weights(LoraBigNet(64), path)")],
+        {"lora": 25},
+        {"lora": "trainable parameters 2.37 M >= 2.00 M (the course's grader's cap)"},
+        ("lora",),
+    ),
+    # Nothing trainable: full marks here, with a warning that the course's grader fails such a model.
+    "nothing_trainable": Broken(
+        [replace("half_precision.py", "    return load_weights(HalfBigNet(), path)", "    return load_weights(HalfBigNet(), path).requires_grad_(False)")],
+        {},
+        {"half_precision": "nothing in the model is trainable: the course's grader"},
+        ("half_precision",),
+    ),
+    # The weight under another name: the checkpoint's tensors have no place, said in the student's names.
+    "renamed_weight": Broken(
+        [replace("half_precision.py", HALF_NET, HALF_NET.replace("HalfLinear", "Renamed") + "\n\nclass Renamed(HalfLinear):\n    def __init__(self, i, o):\n        super().__init__(i, o)\n        self.w = self.weight\n        del self.weight\n\n    def forward(self, x):\n        return torch.nn.functional.linear(x, self.w.float(), self.bias.float())\n")],
+        {"half_precision": 0},
+        {"half_precision": "have no place in HalfBigNet, whose tensors there are named model.0.model.0.bias, model.0.model.0.w"},
+        ("half_precision",),
     ),
     "really_4_bit": Broken([write("lower_precision.py", HIDDEN_4BIT)], {"lower_precision": 0}, {"lower_precision": "allocated 11.36 MB > 9.00 MB"}, ("lower_precision",)),
     **ATTACKS,
@@ -404,12 +431,12 @@ def test_the_reference_report_as_text_and_as_gradescope_json(reference_report):
 def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_report):
     broken = BROKEN[name]
     ESCAPE.unlink(missing_ok=True)
-    report = grade(make_submission(tmp_path, broken.edits), timeout=TIMEOUT, parts=broken.graded)
+    report = grade(make_submission(tmp_path, broken.edits), suite=DEFAULT_CHECKPOINT, timeout=TIMEOUT, parts=broken.graded)
     graded = {r.part.name: r for r in report.parts}
     scores = {r.part.name: graded.get(r.part.name, r).score for r in reference_report.parts}
     assert scores == {**FULL, **broken.scores}
     for part, words in broken.says.items():
-        said = " ".join([graded[part].reason] + [case.message for case in graded[part].cases])
+        said = " ".join([graded[part].reason] + [case.message for case in graded[part].cases] + graded[part].warnings)
         assert words in said, said
     assert not ESCAPE.exists(), "a submission wrote outside its working folder"
 
@@ -437,7 +464,7 @@ def test_without_landlock_a_forward_that_reads_files_fails_the_memory_case(tmp_p
     """A student's own machine on an old kernel: the grader's files are readable, and what a forward reads shows."""
     monkeypatch.setattr(sandbox, "PROTECTIONS", tuple(p for p in sandbox.PROTECTIONS if p != "Landlock"))
     monkeypatch.setattr(grader.grade, "worker_identity", lambda: sandbox.Identity(note="the grader's own user, as on a laptop"))
-    report = grade(make_submission(tmp_path, [append("low_precision.py", READ_IN_FORWARD)]), parts=("low_precision",))
+    report = grade(make_submission(tmp_path, [append("low_precision.py", READ_IN_FORWARD)]), suite=DEFAULT_CHECKPOINT, parts=("low_precision",))
     (part,) = report.parts
     assert report.sandbox["Landlock"] == "not asked for"
     assert part.score == 10 and "forward read from files 72" in part.cases[1].message, part.cases[1].message
@@ -451,3 +478,30 @@ def test_where_a_template_cannot_fork_each_worker_gets_an_interpreter_of_its_own
         broken = BROKEN[name]
         (part,) = grade(make_submission(tmp_path / name, broken.edits), parts=("half_precision",)).parts
         assert part.score == 0 and broken.says["half_precision"] in part.reason
+
+
+def test_a_part_that_sleeps_is_stopped_by_the_wall_clock_and_told_where(tmp_path, monkeypatch):
+    """Sleeping uses no CPU time: the wall-clock backstop (WALL_FACTOR times the CPU limit) stops it."""
+    monkeypatch.setattr(grader.grade, "WALL_FACTOR", 0.5)
+    sleeps = replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        import time\n\n        time.sleep(1000)\n")
+    (part,) = grade(make_submission(tmp_path, [sleeps]), suite=DEFAULT_CHECKPOINT, timeout=20, parts=("half_precision",)).parts
+    assert part.score == 0 and part.cpu_seconds < 10 and 10 <= part.seconds < 15
+    assert "blocked or sleeping, still running after 10 s of wall-clock time" in part.reason
+    assert "in forward (homework/half_precision.py, line 41)" in part.reason, part.reason
+
+
+def test_a_busy_machine_costs_no_points(tmp_path, monkeypatch):
+    """
+    The time limit counts CPU time: with a CPU burner on every core (two per core), the part's wall-clock
+    time grows far past its CPU time, and past what a wall-clock limit of the same size would allow.
+    """
+    monkeypatch.setattr(grader.grade, "WALL_FACTOR", 10)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * os.cpu_count())]
+    try:
+        (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, timeout=10, parts=("half_precision",)).parts
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert part.score == 20, part.reason
+    assert part.seconds > 1.5 * part.cpu_seconds, (part.seconds, part.cpu_seconds)

@@ -14,8 +14,8 @@ def answer_to(request: Request, fields: dict, tensors: dict | None = None, nonce
 
 def test_an_answer_must_carry_the_nonce_of_the_request_it_answers():
     request = Request(Ask.FORWARD, {"profile": False}, {"x": torch.zeros(2, 3)})
-    answer = answer_to(request, {"peak": 5}, {"y": torch.ones(2, 3)})
-    assert answer.fields == {"peak": 5} and torch.equal(answer.tensors["y"], torch.ones(2, 3))
+    answer = answer_to(request, {"peak": 5, "products": {"float32": 6}}, {"y": torch.ones(2, 3)})
+    assert answer.fields == {"peak": 5, "products": {"float32": 6}} and torch.equal(answer.tensors["y"], torch.ones(2, 3))
     with pytest.raises(BadAnswer, match="other than the answer to forward"):
         answer_to(request, {"peak": 5}, {"y": torch.ones(2, 3)}, nonce="0" * 16)  # written ahead, before the request existed
     assert Request(Ask.FORWARD).nonce != request.nonce
@@ -23,7 +23,7 @@ def test_an_answer_must_carry_the_nonce_of_the_request_it_answers():
 
 def test_an_answer_needs_its_fields_and_tensors_of_the_right_types():
     request = Request(Ask.FORWARD)
-    for fields, tensors, says in (({}, {"y": torch.ones(1)}, "no valid 'peak'"), ({"peak": True}, {"y": torch.ones(1)}, "no valid 'peak'"), ({"peak": 1}, {}, "lacks y")):
+    for fields, tensors, says in (({}, {"y": torch.ones(1)}, "no valid 'peak'"), ({"peak": True}, {"y": torch.ones(1)}, "no valid 'peak'"), ({"peak": 1, "products": {}}, {}, "lacks y")):
         with pytest.raises(BadAnswer, match=says):
             answer_to(request, fields, tensors)
 

@@ -1,0 +1,44 @@
+"""grader/sandbox.py's own logic: a part's time budget, and where its code was when stopped."""
+
+import os
+import time
+from pathlib import Path
+
+from grader.sandbox import Budget, cpu_seconds, innermost_frame
+
+DUMP = """Thread 0x00007f0a1b2c3700 (most recent call first):
+  File "/usr/lib/python3.11/threading.py", line 324 in wait
+
+Current thread 0x00007f0a1d4e5b80 (most recent call first):
+  File "/venv/lib/python3.11/site-packages/torch/nn/functional.py", line 2000 in linear
+  File "/tmp/grader-x/code/homework/lora.py", line 31 in forward
+  File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line 1775 in _call_impl
+  File "/tmp/grader-x/code/homework/bignet.py", line 58 in forward
+  File "/tmp/grader-x/runtime/worker.py", line 61 in forward
+"""
+
+
+def test_the_innermost_frame_in_the_submission_is_named():
+    assert innermost_frame(DUMP, Path("/tmp/grader-x/code")) == ", in forward (homework/lora.py, line 31)"
+    assert innermost_frame(DUMP, Path("/tmp/elsewhere")) == ""
+    assert innermost_frame("", Path("/tmp/grader-x/code")) == ""
+
+
+def test_cpu_time_is_the_kernels_count_of_a_process():
+    before = cpu_seconds(os.getpid())
+    end = time.process_time() + 0.3
+    while time.process_time() < end:
+        pass
+    assert 0.2 <= cpu_seconds(os.getpid()) - before <= 1.0
+    assert cpu_seconds(2**22 + 1) is None  # no such process
+
+
+def test_a_budget_counts_the_cpu_time_of_all_its_processes_and_the_wall_clock():
+    budget = Budget(cpu_limit=1e6, wall_limit=1e6)
+    budget.started(os.getpid())
+    assert budget.over(os.getpid()) == "" and budget.used > 0
+    budget.cpu_limit = budget.used / 2
+    assert budget.over(os.getpid()).startswith("timed out: used")
+    budget = Budget(cpu_limit=1e6, wall_limit=0.0)
+    budget.started(os.getpid())
+    assert "blocked or sleeping" in budget.over(os.getpid())
