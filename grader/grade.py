@@ -384,9 +384,9 @@ def plan_cases(part: Part, suite: Suite) -> list[Case]:
 
 def output_name(suite: Suite, c: int, i: int) -> str:
     """A case's name, which shows its weight family and batch size, never its seeds: hidden ones are secret."""
-    if len(suite.checkpoints) == len(suite.inputs) == 1:
-        return "output"
-    return f"output [checkpoint {c + 1} {suite.checkpoints[c].family}, inputs {i + 1}: {suite.inputs[i].n}]"
+    which = [f"checkpoint {c + 1} {suite.checkpoints[c].family}"] if len(suite.checkpoints) > 1 else []
+    which += [f"inputs {i + 1}: {suite.inputs[i].n}"] if len(suite.inputs) > 1 else []
+    return f"output [{', '.join(which)}]" if which else "output"
 
 
 def training_name(suite: Suite, k: int) -> str:

@@ -30,7 +30,7 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
         lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
         if verbose and result.status == Status.OK:
             for case in result.cases:
-                lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6g} / {case.max_score:g}", level(case.score, case.max_score)) + f"  {case.message}")
+                lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score)) + f"  {case.message}")
         if verbose > 1 and result.output.strip():
             printed = result.output.rstrip().splitlines()[-PRINTED_LINES:]
             lines += [paint(f"    | {line}", "dim") for line in printed]

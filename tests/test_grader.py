@@ -492,11 +492,12 @@ def test_a_part_that_sleeps_is_stopped_by_the_wall_clock_and_told_where(tmp_path
 
 def test_a_busy_machine_costs_no_points(tmp_path, monkeypatch):
     """
-    The time limit counts CPU time: with a CPU burner on every core (two per core), the part's wall-clock
-    time grows far past its CPU time, and past what a wall-clock limit of the same size would allow.
+    The time limit counts CPU time: with CPU burners on every core (two per core, each in a session of its
+    own, as separate programs are), the part's wall-clock time grows far past its CPU time, and past what a
+    wall-clock limit of the same size would allow.
     """
     monkeypatch.setattr(grader.grade, "WALL_FACTOR", 10)
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * os.cpu_count())]
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) for _ in range(2 * os.cpu_count())]
     try:
         (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, timeout=10, parts=("half_precision",)).parts
     finally:
