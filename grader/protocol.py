@@ -24,8 +24,8 @@ import torch
 MAX_HEADER = 64 * 1024
 MAX_PAYLOAD = 64 * 2**20  # an output of 4096 x 1024 float32 is 16 MB
 # On this signal the part's process writes its threads' stacks to its output (faulthandler): before it is
-# stopped, the grading process learns where the submission's code was.
-STACK_SIGNAL = signal.SIGUSR1
+# stopped, the grading process learns where the submission's code was. POSIX only (None elsewhere).
+STACK_SIGNAL = getattr(signal, "SIGUSR1", None)
 
 
 class Ask(enum.Enum):

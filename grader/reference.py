@@ -143,9 +143,8 @@ def first_departing_layer(layers: dict, scheme: str, checkpoint: Checkpoint) -> 
     with one_thread(), torch.no_grad():
         for k, name in enumerate(BIGNET_LINEARS):
             x, y = layers.get(f"{name} in"), layers.get(f"{name} out")
-            if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.dim() != 2 or x.shape[1] != 1024 or y.shape != x.shape:
-                return ""
-            if not (x.is_floating_point() and y.is_floating_point()):
+            tensors = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
+            if not tensors or x.dim() != 2 or x.shape[1] != 1024 or y.shape != x.shape or not (x.is_floating_point() and y.is_floating_point()):
                 return ""
             x = x.float()
             allowed = max(0.001, 4 * (ours[name](x) - exact[name](x)).abs().max().item())

@@ -323,6 +323,8 @@ class Worker:
         dumps its threads' stacks into its output when signalled (worker.py, faulthandler), and the
         innermost frame in the submission is the one named. Empty if there is none.
         """
+        if STACK_SIGNAL is None:
+            return ""
         before = self.log.stat().st_size
         try:
             os.kill(self.pid, STACK_SIGNAL)

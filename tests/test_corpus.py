@@ -8,7 +8,7 @@ does; benchmarks/hidden_draws.py measures how much hidden draws move each figure
 import pytest
 
 from grader.grade import grade
-from grader.parts import PARTS
+from grader.parts import PARTS, PUBLIC, Suite
 from tests.corpus import STYLES, honest_package, style_parts
 
 POINTS = {part.name: part.max_score for part in PARTS}
@@ -23,10 +23,18 @@ WARNED = {
 SHORT = {"simple_3bit": {"lower_precision": (0, "output [checkpoint 3 heavy_tailed]")}}
 
 
-@pytest.mark.parametrize("style", STYLES)
+# Four styles differ from linear_adapters_named only in their adapters' rank and initialization: they are
+# graded by benchmarks.honest_corpus (with every other style, on hidden suites too), not here, to keep CI short.
+BENCHMARK_ONLY = ("a_zero_b_random", "kaiming_normal_init", "odd_rank_13", "rank_8")
+
+
+@pytest.mark.parametrize("style", [style for style in STYLES if style not in BENCHMARK_ONLY])
 def test_an_honest_style_gets_full_marks(style, tmp_path):
     parts = style_parts(style)
-    report = grade(honest_package(style, tmp_path), parts=parts)
+    # A style of adapters alone computes its base's output at load: the default checkpoint is enough for it,
+    # which keeps CI within minutes (benchmarks.honest_corpus grades every style on hidden suites too).
+    suite = PUBLIC if set(parts) - {"lora", "qlora"} else Suite()
+    report = grade(honest_package(style, tmp_path), suite=suite, parts=parts)
     short = SHORT.get(style, {})
     assert {r.part.name: r.score for r in report.parts} == {name: short.get(name, (POINTS[name],))[0] for name in parts}, [r.reason for r in report.parts]
     for result in report.parts:
