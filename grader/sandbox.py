@@ -7,8 +7,9 @@ Workers are forks of a template process (Template) where that is safe, interpret
 elsewhere (Interpreters). A worker runs in its own process group with a time budget (Budget: CPU
 time, and a wall-clock backstop) and a memory cap (both enforced by killing the group), its output
 captured to a file, confined by the kernel as far as this system allows (confinement.py), and, when
-the grader runs as root (a Gradescope container), as an unprivileged user. It can read only what it is given: the runtime files, the submission, its own
-working folder, and a copy of a checkpoint for as long as a LOAD request takes.
+the grader runs as root (a Gradescope container), as an unprivileged user. It can read only what it
+is given: the runtime files, the submission, its own working folder, and a copy of a checkpoint for
+as long as a LOAD request takes.
 """
 
 import json
