@@ -63,8 +63,7 @@ def main(*styles: str) -> None:
             secret = {r.part.name: r for r in grade(package, suite=suite, hidden=hidden, parts=parts).parts}
             for name in parts:
                 p, s = public[name], secret[name]
-                warnings = "; ".join(p.warnings) or ""
-                print(f"| {style} | {name} | {p.score:g} ({p.cpu_seconds:.0f}) | {s.score:g} ({s.cpu_seconds:.0f}) | {course_grader(package, name)} | {warnings} |", flush=True)
+                print(f"| {style} | {name} | {p.score:g} ({p.cpu_seconds:.0f}) | {s.score:g} ({s.cpu_seconds:.0f}) | {course_grader(package, name)} | {'; '.join(p.warnings)} |", flush=True)
         package = honest_package("float16_compute", Path(tmp) / "busy")
         results = busy(lambda: grade(package, suite=suite, hidden=hidden, parts=style_parts("float16_compute")))
         for r in results.parts:

@@ -14,7 +14,6 @@ before the submission is imported, which happens in the first LOAD. All it holds
 the model and the tensors of the request in hand.
 """
 
-import contextlib
 import ctypes
 import errno
 import faulthandler
@@ -133,18 +132,18 @@ class MatrixProducts(TorchFunctionMode):
     a slow part's time (float16 products are 15 to 20 times slower there than float32 ones).
     """
 
-    LINEAR = {torch.nn.functional.linear}  # (x, weight): x @ weight.T
-    PRODUCTS = {torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm}
+    # Each product a @ b, and which dimension of b holds its outputs: linear(x, weight) is x @ weight.T.
+    OUTPUTS = {torch.nn.functional.linear: 0, **dict.fromkeys((torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm), -1)}
 
     def __init__(self):
         super().__init__()
         self.counts: dict[str, int] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if (func in self.LINEAR or func in self.PRODUCTS) and len(args) >= 2 and all(isinstance(a, torch.Tensor) for a in args[:2]):
+        if func in self.OUTPUTS and len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.dim() > 0 for a in args[:2]):
             a, b = args[:2]
             dtype = str(a.dtype).removeprefix("torch.")
-            self.counts[dtype] = self.counts.get(dtype, 0) + a.numel() * (b.shape[0] if func in self.LINEAR else b.shape[-1])
+            self.counts[dtype] = self.counts.get(dtype, 0) + a.numel() * b.shape[self.OUTPUTS[func]]
         return func(*args, **(kwargs or {}))
 
 
