@@ -46,7 +46,7 @@ def main(draws: int = 10) -> None:
         spreads = []
         for (who, name), load in sorted(models.items()):
             for public in PUBLIC.checkpoints:
-                hidden = [Checkpoint(derived_seed(k, f"draw {public.family}"), public.family) for k in range(draws)]
+                hidden = [Checkpoint(derived_seed(k, f"draw {public.family}"), public.family, secret=True) for k in range(draws)]  # drawn as hidden ones are
                 seen = share_of_limit(load, OUTPUT_PARTS[name], public, Inputs())
                 shares = [share_of_limit(load, OUTPUT_PARTS[name], c, Inputs(derived_seed(k, "inputs"), 256)) for k, c in enumerate(hidden)]
                 spread = max(abs(s / seen - 1) for s in shares)

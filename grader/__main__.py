@@ -62,23 +62,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def grade_one(options: argparse.Namespace) -> None:
-    from .report import render, write_error_json, write_json
+    from .report import error_results, gradescope, render, write_json
+    from .results import Outcome
 
     try:
         hidden = options.hidden or os.environ.get(HIDDEN_ENV)
-        report = grade_submission(options.submission, suite=load_suite(hidden), hidden=hidden, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()))
+        for_credit = bool(hidden) or options.for_credit
+        report = grade_submission(options.submission, suite=load_suite(hidden), hidden=hidden, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()), for_credit=for_credit)
     except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
         print(f"invalid zip, 0 points: {e}")
         if options.json:  # Gradescope still needs a results.json to show the student why
-            write_error_json(options.json, str(e), "invalid zip", options.submission)
+            write_json(error_results(str(e), Outcome.INVALID_ZIP, options.submission), options.json)
         return
     except GraderError as e:
         if options.json:
-            write_error_json(options.json, str(e), "error", options.submission)
+            write_json(error_results(str(e), Outcome.GRADER_FAILED, options.submission), options.json)
         raise
     print(render(report, options.verbose, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
     if options.json:
-        write_json(report, options.json)
+        write_json(gradescope(report), options.json)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -109,6 +111,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: every case; -vv: also what each part printed")
     p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--part", action="append", choices=PART_NAMES, help="grade only this part (repeatable)")
+    p.add_argument("--for-credit", action="store_true", help="refuse to grade where the parts could reach what is secret (implied by --hidden)")
     add_common(p)
     return p
 

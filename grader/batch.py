@@ -12,15 +12,20 @@ CSV columns (one row per zip, sorted by ID): see grader/README.md.
 
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .canvas import Submission, submissions, without_zip
 from .grade import cpu_count
-from .parts import PARTS, WALL_FACTOR, GraderError, load_suite
+from .parts import HIDDEN_ENV, PARTS, WALL_FACTOR, GraderError, load_suite
 from .reference import HOMEWORK_DIR, precompute
+from .report import write_json
+from .results import Outcome
 
 COLUMNS = ("id", "name", "late", "file", "status", *(part.name for part in PARTS), "total", "extra_credit", "score", "reason")
 
@@ -36,16 +41,18 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
     feedback.mkdir(parents=True, exist_ok=True)
     precompute(load_suite(hidden))
     todo = [s for s in found if force or graded_file(feedback / f"{s.id}.json") != s.path.name]
-    failures = {}  # ID -> the status of a grader process that wrote no results (timeout, crashed)
+    for s in todo:
+        (feedback / f"{s.id}.json").unlink(missing_ok=True)
+    failures = {}  # ID -> why a grader process wrote no results (it timed out, it crashed)
     jobs = jobs or 1
     parts_side_by_side = max(1, cpu_count() // jobs)  # in each grader: about one process per core in all
     with ThreadPoolExecutor(jobs) as pool:
         futures = {pool.submit(grade_in_process, s, feedback, hidden, timeout, parts_side_by_side): s for s in todo}
         try:
             for done, future in enumerate(as_completed(futures), 1):
-                status = future.result()
-                if status:
-                    failures[futures[future].id] = status
+                failure = future.result()
+                if failure:
+                    failures[futures[future].id] = failure
                 progress(done, len(todo), futures[future].id)
         except KeyboardInterrupt:  # Ctrl-C stops the graders running (one process group); start no more
             pool.shutdown(wait=False, cancel_futures=True)
@@ -73,26 +80,36 @@ def graded_file(results_path: Path) -> str | None:
 
 
 def grade_in_process(submission: Submission, feedback: Path, hidden: str | None, timeout: float, jobs: int) -> str | None:
-    """Grade one zip in a fresh grader process; returns a status when that process itself failed."""
-    results = feedback / f"{submission.id}.json"
-    command = [sys.executable, "-m", "grader", str(submission.path.resolve()), "-v", "--jobs", str(jobs), "--timeout", str(timeout)]
-    command += ["--json", str(results.resolve())] + (["--hidden", str(Path(hidden).resolve())] if hidden else [])
-    results.unlink(missing_ok=True)
-    with open(feedback / f"{submission.id}.txt", "w") as log:
-        try:
-            # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
-            subprocess.run(command, cwd=HOMEWORK_DIR.parent, stdout=log, stderr=subprocess.STDOUT, timeout=len(PARTS) * WALL_FACTOR * timeout + 300)
-        except subprocess.TimeoutExpired:
-            return "timeout"
-    return None if results.exists() else "crashed"
+    """
+    Grade one zip in a fresh grader process, for credit; returns why, when that process itself failed. It
+    grades a copy named submission.zip in a folder only root can enter, and learns of the hidden cases from
+    its environment: no command line, which any process can read, names a student or the hidden cases.
+    """
+    with tempfile.TemporaryDirectory(prefix="grader-batch-") as private:
+        copy, results = Path(private) / "submission.zip", Path(private) / "results.json"
+        shutil.copyfile(submission.path, copy)
+        command = [sys.executable, "-m", "grader", str(copy), "-v", "--for-credit", "--jobs", str(jobs), "--timeout", str(timeout), "--json", str(results)]
+        environment = {**os.environ, HIDDEN_ENV: str(Path(hidden).resolve())} if hidden else {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
+        with open(feedback / f"{submission.id}.txt", "w") as log:
+            try:
+                # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
+                subprocess.run(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=subprocess.STDOUT, timeout=len(PARTS) * WALL_FACTOR * timeout + 300)
+            except subprocess.TimeoutExpired:
+                return "the grader did not finish in time"
+        if not results.exists():
+            return "the grader did not finish (it crashed)"
+        graded = json.loads(results.read_text())
+        graded["extra_data"]["submission"] = submission.path.name  # what a later batch compares, to skip it
+        write_json(graded, feedback / f"{submission.id}.json")
+    return None
 
 
 def row(submission: Submission, results_path: Path, failure: str | None) -> dict:
     who = {"id": submission.id, "name": submission.name, "late": "late" if submission.late else "", "file": submission.path.name}
     if failure or not results_path.exists():
-        return {**who, "status": failure or "crashed", "total": 0, "extra_credit": 0, "score": 0, "reason": "the grader did not finish"}
+        return {**who, "status": Outcome.GRADER_FAILED.value, "total": 0, "extra_credit": 0, "score": 0, "reason": failure or "the grader did not finish"}
     summary = json.loads(results_path.read_text())["extra_data"]
-    if "parts" not in summary:  # not graded at all: an invalid zip
+    if "parts" not in summary:  # not graded at all: an invalid zip, or the grader failed
         return {**who, "status": summary["status"], "total": 0, "extra_credit": 0, "score": 0, "reason": summary["reason"]}
     parts = summary["parts"]
     reasons = [f"{name}: {p['reason']}" for name, p in parts.items() if p["reason"]]

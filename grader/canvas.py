@@ -29,7 +29,7 @@ DOWNLOAD_NAME = re.compile(r"^(?P<name>.*?)(?P<late>_LATE)?_(?P<user>\d+)_(?:(?P
 STUDENT_COLUMNS = ("Student", "ID", "SIS User ID", "SIS Login ID", "Integration ID", "Root Account", "Section")
 ID_COLUMNS = ("ID", "SIS User ID", "SIS Login ID")  # what a batch row's id may be: Canvas's user id, or the EID a zip is named after
 ASSIGNMENT = re.compile(r"^(?P<title>.*) \((?P<id>\d+)\)$")
-NOT_GRADED = {"error"}  # the grader itself could not run: no score to give, rerun instead
+NOT_GRADED = {"grader failed"}  # results.Outcome.GRADER_FAILED: no score to give, rerun instead
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,14 @@ the submission is imported, and kept for the rest of its life: no restriction he
 
 - no_new_privs: exec can never gain privileges again (PR_SET_NO_NEW_PRIVS), which Landlock and
   seccomp require of an unprivileged process;
-- restrict_files (Landlock, Linux 5.13+): only the folders named can be read, only one written; no
-  TCP (ABI 4+), no signals or abstract Unix sockets beyond the process (ABI 6+);
-- forbid_syscalls (seccomp): no new processes, no programs, no sockets, and none of the kernel's
-  stores that keep data outside the process's own memory (System V and POSIX shared memory and
-  message queues, memfd, keyrings), nor access to other processes' memory.
+- restrict_files (Landlock, Linux 5.13+): only the folders named can be read, nothing written; no
+  TCP (ABI 4+), no signals or abstract Unix sockets beyond the process (ABI 6+), and no other
+  process's memory (Landlock refuses tracing across its domains);
+- forbid_syscalls (seccomp): no new processes, no programs, no sockets; no file written, made,
+  renamed or removed (the handout: the online grader disables file writing), so nothing a part does
+  outlives it on disk and no part can fill one; none of the kernel's stores that keep data outside
+  the process's own memory (System V and POSIX shared memory, message queues, memfd, keyrings); no
+  signal to any process but this one, and no other process's memory.
 
 Each returns what it achieved, or raises Unavailable saying why not; the grader reports it.
 This file runs in the part's process, so it imports nothing but the standard library.
@@ -47,13 +50,11 @@ def no_new_privs() -> None:
 # --- Landlock -----------------------------------------------------------------------------------
 
 READ_ACCESS = 1 << 0 | 1 << 2 | 1 << 3  # execute, read a file, read a directory
-WRITE_ACCESS = 1 << 1 | 1 << 4 | 1 << 5 | 1 << 7 | 1 << 8  # write a file, remove a directory or file, make a directory or file
 # Every right to the file system ABI 1 knows: what is not granted below is refused. Linking or
 # renaming across folders (REFER, ABI 2) is refused by not being granted: a hard link of the
 # checkpoint would outlive its removal.
 FS_RIGHTS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 5: (1 << 16) - 1}
-TRUNCATE = 1 << 14  # ABI 3: part of writing
-FILE_RIGHTS = 1 << 0 | 1 << 1 | 1 << 2 | TRUNCATE  # execute, write, read, truncate
+FILE_RIGHTS = 1 << 0 | 1 << 2  # execute, read: a file takes only rights on its content
 
 
 def landlock_abi() -> int:
@@ -66,8 +67,8 @@ def landlock_abi() -> int:
         return 0
 
 
-def restrict_files(readable: list[str], writable: list[str]) -> int:
-    """Allow reading only beneath `readable` and writing only beneath `writable`; returns the ABI used."""
+def restrict_files(readable: list[str]) -> int:
+    """Allow reading only beneath `readable`, and writing nowhere; returns the ABI used."""
     abi = landlock_abi()
     if abi < 1:
         raise Unavailable("no Landlock in this kernel (Linux 5.13+, enabled at boot)")
@@ -77,10 +78,8 @@ def restrict_files(readable: list[str], writable: list[str]) -> int:
     attr = struct.pack("QQQ", handled_fs, handled_net, scoped)[: 8 if abi < 4 else 16 if abi < 6 else 24]
     ruleset = _syscall(LANDLOCK_SYSCALLS[0], ctypes.c_char_p(attr), ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     try:
-        write = WRITE_ACCESS | READ_ACCESS | (TRUNCATE if abi >= 3 else 0)
-        for paths, access in ((readable, READ_ACCESS), (writable, write)):
-            for path in paths:
-                _allow(ruleset, path, access)
+        for path in readable:
+            _allow(ruleset, path, READ_ACCESS)
         _syscall(LANDLOCK_SYSCALLS[2], ctypes.c_int(ruleset), ctypes.c_uint32(0))
     finally:
         os.close(ruleset)
@@ -91,7 +90,7 @@ def _allow(ruleset: int, path: str, access: int) -> None:
     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     try:
         if not os.path.isdir(path):
-            access &= FILE_RIGHTS  # a file takes only rights on its content
+            access &= FILE_RIGHTS
         rule = struct.pack("=Qi", access, fd)  # struct landlock_path_beneath_attr, packed
         _syscall(LANDLOCK_SYSCALLS[1], ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.c_char_p(rule), ctypes.c_uint32(0))  # 1: PATH_BENEATH
     finally:
@@ -100,21 +99,36 @@ def _allow(ruleset: int, path: str, access: int) -> None:
 
 # --- seccomp ------------------------------------------------------------------------------------
 
-# System call numbers per architecture: (audit architecture, {name: number}).
+# System call numbers per architecture: (audit architecture, {name: number}). aarch64 has no open,
+# creat, mkdir, link, symlink, rename, unlink, rmdir, chmod or chown: only their *at forms.
 SYSCALLS = {
     "x86_64": (0xC000003E, {
         "clone": 56, "clone3": 435, "fork": 57, "vfork": 58, "execve": 59, "execveat": 322, "ptrace": 101,
         "process_vm_readv": 310, "process_vm_writev": 311, "socket": 41, "socketpair": 53, "shmget": 29, "msgget": 68,
         "semget": 64, "mq_open": 240, "memfd_create": 319, "memfd_secret": 447, "add_key": 248, "request_key": 249,
-        "keyctl": 250, "userfaultfd": 323, "io_uring_setup": 425,
+        "keyctl": 250, "userfaultfd": 323, "io_uring_setup": 425, "kcmp": 312, "pidfd_open": 434, "pidfd_getfd": 438,
+        "pidfd_send_signal": 424, "tkill": 200, "open": 2, "openat": 257, "creat": 85, "openat2": 437, "mknod": 133,
+        "mknodat": 259, "mkdir": 83, "mkdirat": 258, "link": 86, "linkat": 265, "symlink": 88, "symlinkat": 266,
+        "rename": 82, "renameat": 264, "renameat2": 316, "truncate": 76, "unlink": 87, "unlinkat": 263, "rmdir": 84,
+        "chmod": 90, "fchmodat": 268, "fchmodat2": 452, "chown": 92, "lchown": 94, "fchownat": 260,
+        "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
         "process_vm_writev": 271, "socket": 198, "socketpair": 199, "shmget": 194, "msgget": 186, "semget": 190,
         "mq_open": 180, "memfd_create": 279, "memfd_secret": 447, "add_key": 217, "request_key": 218, "keyctl": 219,
-        "userfaultfd": 282, "io_uring_setup": 425,
+        "userfaultfd": 282, "io_uring_setup": 425, "kcmp": 272, "pidfd_open": 434, "pidfd_getfd": 438,
+        "pidfd_send_signal": 424, "tkill": 130, "openat": 56, "openat2": 437, "mknodat": 33, "mkdirat": 34,
+        "linkat": 37, "symlinkat": 36, "renameat": 38, "renameat2": 276, "truncate": 45, "unlinkat": 35,
+        "fchmodat": 53, "fchmodat2": 452, "fchownat": 54,
+        "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
     }),
 }  # fmt: skip
+# Allowed only with these arguments: the flags of an open for reading (argument 1 of open, 2 of openat),
+# and signals to this process alone (argument 0: the pid or thread group). Every other call named is refused.
+OPEN_FLAGS = {"open": 1, "openat": 2}
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 CLONE_THREAD = 0x10000
 ALLOW, KILL = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
 EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO with the error
@@ -122,17 +136,22 @@ LOAD, JUMP_IF_EQUAL, JUMP_IF_BITS, RETURN = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|A
 X32_BIT = 0x40000000
 
 
+def argument(k: int) -> int:
+    """Where the low 32 bits of a system call's argument k lie in struct seccomp_data (little-endian)."""
+    return 16 + 8 * k
+
+
 def forbid_syscalls() -> list[str]:
     """
     Refuse (EPERM) the system calls in SYSCALLS for every thread, now and later; returns their names.
     clone is allowed only for threads, and clone3 answers "not implemented", so that glibc starts
-    threads with clone, whose flags a filter can read.
+    threads with clone, whose flags a filter can read. A file may be opened for reading only, and a
+    signal sent only to this process (its pid, fixed here: the process never forks again).
     """
     machine = platform.machine().lower()
     if platform.system() != "Linux" or machine not in SYSCALLS:
         raise Unavailable(f"no system call table here for {platform.system()} {machine}")
     arch, numbers = SYSCALLS[machine]
-    refused = {name: nr for name, nr in numbers.items() if name not in ("clone", "clone3")}
     program = [
         (LOAD, 0, 0, 4), (JUMP_IF_EQUAL, 1, 0, arch), (RETURN, 0, 0, KILL),  # another architecture's calls: never
         (LOAD, 0, 0, 0),  # the system call's number
@@ -140,11 +159,24 @@ def forbid_syscalls() -> list[str]:
     if machine == "x86_64":
         program += [(JUMP_IF_BITS, 0, 1, X32_BIT), (RETURN, 0, 0, EPERM)]  # the x32 variants of every call
     program += [(JUMP_IF_EQUAL, 0, 1, numbers["clone3"]), (RETURN, 0, 0, ENOSYS)]
-    program += [(JUMP_IF_EQUAL, 0, 3, numbers["clone"]), (LOAD, 0, 0, 16), (JUMP_IF_BITS, 1, 0, CLONE_THREAD), (RETURN, 0, 0, EPERM)]
+    program += [(JUMP_IF_EQUAL, 0, 3, numbers["clone"]), (LOAD, 0, 0, argument(0)), (JUMP_IF_BITS, 1, 0, CLONE_THREAD), (RETURN, 0, 0, EPERM)]
     program.append((LOAD, 0, 0, 0))  # back to the number (a thread's clone lands here too, and is allowed below)
+    for name, k in OPEN_FLAGS.items():
+        if name in numbers:  # an open for writing is refused; one for reading allowed
+            program += [(JUMP_IF_EQUAL, 0, 4, numbers[name]), (LOAD, 0, 0, argument(k)), (JUMP_IF_BITS, 1, 0, WRITE_FLAGS), (RETURN, 0, 0, ALLOW), (RETURN, 0, 0, EPERM)]
+    for name in SIGNALS:  # to this process: allowed; to any other: refused
+        program += [(JUMP_IF_EQUAL, 0, 4, numbers[name]), (LOAD, 0, 0, argument(0)), (JUMP_IF_EQUAL, 0, 1, os.getpid()), (RETURN, 0, 0, ALLOW), (RETURN, 0, 0, EPERM)]
+    refused = {name: nr for name, nr in numbers.items() if name not in ("clone", "clone3", *OPEN_FLAGS, *SIGNALS)}
     for nr in refused.values():
         program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]
     program.append((RETURN, 0, 0, ALLOW))
+    install(program)
+    return sorted(name for name in numbers if name not in ("clone", "clone3"))
+
+
+def install(program: list[tuple[int, int, int, int]]) -> None:
+    """Install a seccomp filter (BPF instructions) on every thread of this process, for good."""
+    machine = platform.machine().lower()
     filters = b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
     buffer = ctypes.create_string_buffer(filters)
     fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))  # struct sock_fprog, native alignment
@@ -154,4 +186,3 @@ def forbid_syscalls() -> list[str]:
         _syscall(seccomp, ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_char_p(fprog))
     except OSError as e:
         raise Unavailable(f"seccomp refused: {e.strerror}") from None
-    return sorted(refused)

@@ -6,20 +6,19 @@ this checkout, and what it runs inside Gradescope's container:
     python -m grader gradescope autograder.zip --check homework --check s.zip   # ...and run it as Gradescope would
 
 Gradescope unpacks the zip into /autograder/source and runs setup.sh there once, as root, when it
-builds the autograder's image (Ubuntu 22.04): it installs this project's requirements, creates the
-user the parts run as, and makes the checkpoints and reference errors. For each submission it then
+builds the autograder's image (Ubuntu 22.04): it installs this project's requirements and makes the
+checkpoints and reference errors. For each submission it then
 runs /autograder/run_autograder, which grades /autograder/submission into
 /autograder/results/results.json. Both scripts take their paths from $AUTOGRADER_ROOT (default
 /autograder), so that --check can lay the same folders out anywhere; with $AUTOGRADER_PYTHON set,
 setup.sh installs nothing and both use that Python.
 
 Inside, only root can read /autograder/source (the grader, the reference solution, the hidden cases
-and the checkpoints) and /autograder/results; the parts run as WORKER_USER (sandbox.worker_identity).
+and the checkpoints) and /autograder/results; each part's process runs as a user of its own (launch.Uids).
 """
 
 import json
 import os
-import pwd
 import re
 import shutil
 import stat
@@ -35,13 +34,13 @@ from .grade import InvalidSubmission, grade_submission
 from .parts import GraderError, load_suite
 from .reference import precompute
 from .release import REPO, files
-from .report import error_results, gradescope, render, self_check_tests
-from .sandbox import USER_ENV, worker_identity
+from .report import error_results, gradescope, render, self_check_tests, write_json
+from .launch import Uids
+from .results import Outcome
 from .submission import MAX_BYTES, mb
 
 SOURCE = ("requirements.txt", "grader/*.py", "homework/*.py", "homework/optim/*.py")  # the grader and the reference solution
 HIDDEN_NAME = "hidden.json"  # the hidden cases' name in the zip, beside setup.sh
-WORKER_USER = "grader-parts"  # created by setup.sh; owns nothing, so it can read only what everyone can
 # Gradescope's visibilities for a test, and when a student sees a test that has it.
 VISIBILITIES = {"hidden": "never (staff see them)", "after_due_date": "after the due date", "after_published": "when grades are published", "visible": "below"}
 
@@ -108,26 +107,21 @@ def write(archive: zipfile.ZipFile, name: str, text: str, executable: bool = Fal
 
 
 def setup(root: Path) -> None:
-    """setup.sh's grading steps: the parts' user, root-only source, and the checkpoints and reference errors made once."""
+    """setup.sh's grading steps: root-only source, and the checkpoints and reference errors made once."""
     source, hidden = root / "source", root / "source" / HIDDEN_NAME
-    user = os.environ.setdefault(USER_ENV, WORKER_USER)
     if os.geteuid() == 0:
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
         source.chmod(0o700)
         if hidden.exists():
             hidden.chmod(0o600)
     precompute(load_suite(hidden if hidden.exists() else None))
-    identity = worker_identity()
-    print(f"parts will run as: {identity.note}" if identity.separate else f"warning: parts will run as root ({identity.note})")
+    uids = Uids()
+    uids.close()
+    print(f"parts will run as: {uids.note}" if uids.separate else f"warning: {uids.note}")
 
 
 def run(root: Path, visibility: str) -> dict:
     """run_autograder's work: grade root/submission into root/results/results.json, whatever happens."""
     started = time.monotonic()
-    os.environ.setdefault(USER_ENV, WORKER_USER)
     results_dir, hidden = root / "results", root / "source" / HIDDEN_NAME
     results_dir.mkdir(exist_ok=True)
     results_dir.chmod(0o700)
@@ -136,23 +130,26 @@ def run(root: Path, visibility: str) -> dict:
             submission = submission_zip(root / "submission", Path(tmp))
             results = grade_for_gradescope(submission, hidden if hidden.exists() else None, visibility)
     except InvalidSubmission as e:  # the student's upload: one line for them
-        results = error_results(f"Not graded, 0 points: {e}", "invalid zip", "upload")
+        results = error_results(f"Not graded, 0 points: {e}", Outcome.INVALID_ZIP, "upload")
     except Exception as e:  # the grader's own failure: the student gets a line, staff the traceback (in results/stdout)
         traceback.print_exc()
-        results = error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", "error", "upload")
+        results = error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload")
     results["execution_time"] = round(time.monotonic() - started, 1)  # the whole run: both gradings, and unpacking
-    (results_dir / "results.json").write_text(json.dumps(results, indent=2))
+    try:
+        write_json(results, results_dir / "results.json")
+    except ValueError as e:  # a figure that is not a number: the student still gets a line, staff the reason
+        write_json(error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"), results_dir / "results.json")
     return results
 
 
 def grade_for_gradescope(submission: Path, hidden: Path | None, visibility: str) -> dict:
     """The points from the hidden cases (shown as `visibility` says); the public case's results shown at once, worth nothing."""
     if not hidden:
-        report = grade_submission(submission)
+        report = grade_submission(submission, for_credit=True)
         print(render(report, verbose=1))  # run_autograder's output: results/stdout, for staff only
         return {**gradescope(report), "output": render(report)}
     report = grade_submission(submission, suite=load_suite(hidden), hidden=hidden)
-    public = grade_submission(submission)
+    public = grade_submission(submission, for_credit=True)
     print(render(report, verbose=1))
     results = gradescope(report, visibility)
     results["tests"] += self_check_tests(public)
@@ -204,8 +201,7 @@ def check(autograder: str | Path, submissions: list[str], root: str | Path | Non
         archive.extractall(root / "source")
     for script in ("setup.sh", "run_autograder"):
         (root / "source" / script).chmod(0o755)  # zipfile does not restore modes; Gradescope's unzip does
-    # The parts run as $GRADER_USER if set, else `nobody`: a check never adds a user to this machine.
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable, USER_ENV: os.environ.get(USER_ENV, "nobody")}
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
     setup_run = subprocess.run([root / "source" / "setup.sh"], env=env, stdout=sys.stderr)
     if setup_run.returncode:
         raise GraderError(f"setup.sh failed (exit code {setup_run.returncode}): see its output above")

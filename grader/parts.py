@@ -54,15 +54,6 @@ PARTS = (
 )
 PART_NAMES = tuple(part.name for part in PARTS)
 
-# The kernel's count of what a model holds also has the interpreter's objects for it: modules, their
-# code, Python objects. Measured 0.4 to 0.8 MB above the theoretical size for the reference models.
-RESIDENT_SLACK = 2 * MB
-# A forward pass that needs as much memory as BigNet's float32 weights (72.11 MB) has them.
-# Reference: at most 12.3 MB allocated and 16.3 MB resident (profiler buffers included) for 256 inputs.
-FORWARD_LIMIT = 18_903_040 * 4
-# A forward pass reads its inputs from the grader's pipe, and nothing else: reading a checkpoint's float32
-# weights, even one layer at a time, reads megabytes. Reference: 0 bytes beyond the request.
-FORWARD_READ_LIMIT = 1 * MB
 # LoRA adapters: trainable, float32, at least rank 1 on all 18 layers, and under each part's max_trainable.
 # Reference: 1.19 M (rank 32, plus the LayerNorms).
 MIN_TRAINABLE = 18 * 2 * 1024
@@ -76,7 +67,7 @@ TRAINING = {"samples": 128, "steps": 20, "lr": 1e-3, "target": 0.8}
 DRAW_SPREAD = 0.30
 
 # A part's time is the CPU time its processes use, as the kernel counts it: the same on an idle machine, a
-# busy one or Gradescope's half core (sandbox.Budget). The slowest honest style, float16 arithmetic on the
+# busy one or Gradescope's half core (part_process.Budget). The slowest honest style, float16 arithmetic on the
 # CPU, used 74 s on LoRA's hidden suite; the reference 21 s at most (grader/README.md has each style's figures).
 TIMEOUT = 300  # CPU seconds per part
 # Code that blocks or sleeps uses no CPU time: the wall clock stops it, at twice the CPU limit. With every core
@@ -90,6 +81,7 @@ OUTPUT_CAP = 4 * MB  # what a part may print
 class Checkpoint:
     seed: int = 0
     family: str = "default"  # default, gaussian, heavy_tailed: see homework/checkpoint.py
+    secret: bool = False  # drawn through a cryptographic stream (reference.SecretDraws), not torch's generator
 
 
 @dataclass(frozen=True)
@@ -172,7 +164,7 @@ def load_suite(path: str | Path | None = None) -> Suite:
         if unknown:
             raise ValueError(f"unknown keys {sorted(unknown)}")
         suite = Suite(
-            checkpoints=tuple(Checkpoint(**c) for c in config.get("checkpoints", [{}])),
+            checkpoints=tuple(Checkpoint(**c, secret=True) for c in config.get("checkpoints", [{}])),
             inputs=tuple(Inputs(**i) for i in config.get("inputs", [{}])),
             train_seeds=tuple(int(s) for s in config.get("train_seeds", [0])),
         )

@@ -1,10 +1,11 @@
 """
 What the grading process (trusted) and a part's process (untrusted: it runs the submission) say to
-each other, and how each answer is checked. The grading process asks, one request at a time; the
-part's process only answers. Whatever it sends is data: JSON headers, and tensors read back with
-torch.load(weights_only=True). An answer must name the request it answers by that request's nonce,
-a random token the part's process sees only once the request has arrived, so no answer can be
-written ahead; anything that is not the answer asked for stops the part (BadAnswer).
+each other. The grading process asks, one request at a time; the part's process only answers.
+Every request, and what its answer must carry, is declared once here (CONTRACTS). Whatever a part's
+process sends is data: a JSON header, and tensors read back with torch.load(weights_only=True). An
+answer must name the request it answers by that request's nonce, a random token the part's process
+sees only once the request has arrived, so no answer can be written ahead; anything that is not the
+answer asked for, or a field of the wrong type or range, stops the part (BadAnswer).
 
 A message is one JSON header line, then `size` bytes of payload (a dict of tensors saved with
 torch.save, or nothing). This file runs in the part's process too: it imports only the standard
@@ -22,62 +23,96 @@ from dataclasses import dataclass, field
 import torch
 
 MAX_HEADER = 64 * 1024
-MAX_PAYLOAD = 64 * 2**20  # an output of 4096 x 1024 float32 is 16 MB
+MAX_PAYLOAD = 160 * 2**20  # a loaded model's tensors: float32 BigNet (72 MB) fits, to be counted and refused
 # On this signal the part's process writes its threads' stacks to its output (faulthandler): before it is
 # stopped, the grading process learns where the submission's code was. POSIX only (None elsewhere).
 STACK_SIGNAL = getattr(signal, "SIGUSR1", None)
+MAX_COUNT = 2**62  # any count a part's process reports (multiply-adds) is below this
 
 
 class Ask(enum.Enum):
-    """The requests; the comment says what the part's process does, and what it answers with."""
-
-    START = "start"  # confine itself (confinement.py) and warm up: the protections in force
-    LOAD = "load"  # torch.manual_seed(seed); model = homework.<part>.load(path): the names, shapes and dtypes of its tensors
-    FORWARD = "forward"  # model(x) without gradients: y, and (if `profile`) the allocator's peak and the multiply-adds by dtype
-    LAYERS = "layers"  # model(x) without gradients, keeping what goes in and out of the modules named: "NAME in", "NAME out"
-    PROFILED_LOAD = "profiled_load"  # the same load again, under the allocator's profiler: the bytes it still holds
-    TRAIN = "train"  # AdamW(lr) on the trainable parameters, then model(x) keeping the graph: features
-    STEP = "step"  # backward from the features with this gradient, one optimizer step, then model(x) again: features
-    TRAINED = "trained"  # the trainable parameters, by name
-    ASSIGN = "assign"  # copy these tensors into the parameters of those names
+    START = "start"
+    LOAD = "load"
+    REPLACE = "replace"
+    FORWARD = "forward"
+    LAYERS = "layers"
+    TRAIN = "train"
+    STEP = "step"
+    TRAINED = "trained"
 
 
-# The fields each answer carries, beside its tensors (by name).
-ANSWER_FIELDS = {
-    Ask.START: {"protections": dict},
-    Ask.LOAD: {"tensors": list},
-    Ask.FORWARD: {"peak": int, "products": dict},
-    Ask.LAYERS: {},
-    Ask.PROFILED_LOAD: {"allocated": int},
-    Ask.TRAIN: {},
-    Ask.STEP: {},
-    Ask.TRAINED: {},
-    Ask.ASSIGN: {},
+def names(value) -> bool:
+    return isinstance(value, list) and len(value) <= 100_000 and all(isinstance(n, str) and len(n) <= 1000 for n in value)
+
+
+def counts(value) -> bool:
+    return isinstance(value, dict) and len(value) <= 100 and all(isinstance(k, str) and type(n) is int and 0 <= n < MAX_COUNT for k, n in value.items())
+
+
+def texts(value) -> bool:
+    return isinstance(value, dict) and len(value) <= 100 and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a request carries beside its nonce, and what its answer must carry. Tensors: their names, or None for any."""
+
+    doing: str  # what the part's process does
+    fields: tuple = ()
+    tensors: tuple | None = ()
+    answer_fields: dict = field(default_factory=dict)  # name -> a check of its value
+    answer_tensors: tuple | None = ()
+
+
+CONTRACTS = {
+    Ask.START: Contract(
+        "confine itself (confinement.py) and warm up; answer what protections are in force",
+        ("part", "submission", "readable", "path", "memory_cap", "output_cap", "protections"),
+        answer_fields={"protections": texts},
+    ),
+    Ask.LOAD: Contract(
+        "torch.manual_seed(seed); model = homework.<part>.load(path); answer the names of its parameters and buffers, "
+        "which of them are trainable, and (if `send`) the tensors themselves",
+        ("path", "seed", "send"),
+        answer_fields={"names": names, "trainable": names},
+        answer_tensors=None,
+    ),
+    Ask.REPLACE: Contract("put these tensors in place of the model's parameters and buffers of those names (trainable as named)", ("trainable",), None),
+    Ask.FORWARD: Contract(
+        "model(x) without gradients; answer y, and (if `profile`) the multiply-adds of its matrix products by dtype",
+        ("profile",),
+        ("x",),
+        {"products": counts},
+        ("y",),
+    ),
+    Ask.LAYERS: Contract("model(x) without gradients, keeping what goes in and out of the modules named", ("names",), ("x",), answer_tensors=None),
+    Ask.TRAIN: Contract("AdamW(lr) on the trainable parameters, then model(x) keeping the graph", ("lr",), ("x",), answer_tensors=("features",)),
+    Ask.STEP: Contract("backward from the features with this gradient, one optimizer step, then model(x) again", (), ("gradient",), answer_tensors=("features",)),
+    Ask.TRAINED: Contract("answer the trainable parameters, by name", answer_tensors=None),
 }
-ANSWER_TENSORS = {Ask.FORWARD: ("y",), Ask.TRAIN: ("features",), Ask.STEP: ("features",)}  # TRAINED, LAYERS: any names
 
 
-class Status(enum.Enum):
-    """How a part's run ended."""
+class Stop(enum.Enum):
+    """Why a part's process stopped before its part was graded in full."""
 
-    OK = "ok"
-    ERROR = "error"  # the submission raised
+    RAISED = "raised"  # the submission raised
     TIMEOUT = "timeout"
     CRASHED = "crashed"  # killed, ran out of memory, exited, died
-    REFUSED = "refused"  # it broke a rule: answered what was not asked, kept the checkpoint, read files in forward
+    REFUSED = "refused"  # it broke a rule: answered what was not asked
+    GRADER_FAILED = "grader failed"  # the grader's own failure, on this part only
 
 
 class PartStopped(Exception):
-    """The part's process can go no further: it scores 0, for `reason`."""
+    """The part can go no further: it scores 0, for `reason`."""
 
-    def __init__(self, status: Status, reason: str):
+    def __init__(self, stop: Stop, reason: str):
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.stop, self.reason = stop, reason
 
 
 class BadAnswer(PartStopped):
     def __init__(self, reason: str):
-        super().__init__(Status.REFUSED, reason)
+        super().__init__(Stop.REFUSED, reason)
 
 
 @dataclass
@@ -87,6 +122,11 @@ class Request:
     tensors: dict = field(default_factory=dict)
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
+    def __post_init__(self):
+        contract = CONTRACTS[self.ask]
+        assert set(self.fields) == set(contract.fields), f"{self.ask.value} takes {contract.fields}"
+        assert contract.tensors is None or set(self.tensors) == set(contract.tensors), f"{self.ask.value} takes tensors {contract.tensors}"
+
     def encode(self) -> bytes:
         return encode({"ask": self.ask.value, "nonce": self.nonce, **self.fields}, self.tensors)
 
@@ -95,35 +135,6 @@ class Request:
 class Answer:
     fields: dict
     tensors: dict
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """One of the loaded model's parameters or buffers, as the LOAD answer describes it."""
-
-    name: str
-    shape: tuple
-    dtype: torch.dtype
-    trainable: bool  # a parameter with requires_grad
-
-    @property
-    def bytes(self) -> int:
-        return torch.Size(self.shape).numel() * self.dtype.itemsize
-
-    def encode(self) -> list:
-        return [self.name, list(self.shape), str(self.dtype).removeprefix("torch."), self.trainable]
-
-    @classmethod
-    def decode(cls, entry) -> "TensorInfo":
-        """ValueError unless `entry` is what encode() makes."""
-        if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str) and isinstance(entry[1], list) and isinstance(entry[3], bool)):
-            raise ValueError(f"a tensor described as {str(entry)[:60]}")
-        name, shape, dtype, trainable = entry
-        if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40 for n in shape):
-            raise ValueError(f"a tensor of shape {str(shape)[:60]}")
-        if not isinstance(dtype, str) or not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"a tensor of dtype {str(dtype)[:30]}")
-        return cls(name, tuple(shape), getattr(torch, dtype), trainable)
 
 
 def encode(header: dict, tensors: dict | None = None) -> bytes:
@@ -143,12 +154,12 @@ def decode_tensors(payload: bytes) -> dict:
         tensors = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as e:
         raise ValueError(f"tensors that cannot be read back ({type(e).__name__})") from None
-    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) and type(v) in (torch.Tensor, torch.nn.Parameter) for k, v in tensors.items()):
         raise ValueError("a payload that is not a dict of named tensors")
-    return tensors
+    return {name: tensor.detach() for name, tensor in tensors.items()}
 
 
-def take_message(buffer: bytes) -> tuple[tuple[dict, bytes] | None, bytes]:
+def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes] | None, bytearray]:
     """The first complete message in `buffer` (None if it is not all there yet), and what follows it."""
     end = buffer.find(b"\n", 0, MAX_HEADER)
     if end < 0:
@@ -156,20 +167,25 @@ def take_message(buffer: bytes) -> tuple[tuple[dict, bytes] | None, bytes]:
             raise ValueError("a header that is too long")
         return None, buffer
     try:
-        header = json.loads(buffer[:end])
+        header = json.loads(buffer[:end], parse_constant=refuse_constant)
     except ValueError:
         raise ValueError("a header that is not JSON") from None
-    if not isinstance(header, dict) or not isinstance(header.get("size"), int) or not 0 <= header["size"] <= MAX_PAYLOAD:
+    if not isinstance(header, dict) or type(header.get("size")) is not int or not 0 <= header["size"] <= MAX_PAYLOAD:
         raise ValueError("a header without a valid size")
     stop = end + 1 + header["size"]
     if len(buffer) < stop:
         return None, buffer
-    return (header, buffer[end + 1 : stop]), buffer[stop:]
+    return (header, bytes(buffer[end + 1 : stop])), bytearray(buffer[stop:])
+
+
+def refuse_constant(name: str):
+    """NaN and Infinity are not JSON, though Python's json module reads them."""
+    raise ValueError(name)
 
 
 def read_message(fd: int) -> tuple[dict, bytes]:
     """One whole message from `fd`, blocking: how the part's process reads a request (only one is ever in flight)."""
-    buffer = b""
+    buffer = bytearray()  # grown in place: a model's tensors come in many reads
     while True:
         message, _ = take_message(buffer)
         if message:
@@ -182,26 +198,29 @@ def read_message(fd: int) -> tuple[dict, bytes]:
 
 def check_answer(request: Request, header: dict, payload: bytes) -> Answer:
     """
-    The answer to `request`, checked: the right nonce, the fields of the right types, the tensors
-    it must have. Raises PartStopped for an error the submission raised, BadAnswer for anything else.
+    The answer to `request`, checked against its contract: the right nonce, every field valid, the
+    tensors it must have. Raises PartStopped for an error the submission raised, BadAnswer for anything else.
     """
+    contract = CONTRACTS[request.ask]
     if header.get("nonce") != request.nonce:
         raise BadAnswer(f"it sent something other than the answer to {request.ask.value} (was the grader's pipe written to?)")
     if header.get("error") is not None:
-        raise PartStopped(Status.ERROR, str(header["error"])[:400])
+        raise PartStopped(Stop.RAISED, one_line(str(header["error"])))
     fields = {}
-    for name, kind in ANSWER_FIELDS[request.ask].items():
-        value = header.get(name)
-        if not isinstance(value, kind) or isinstance(value, bool):
+    for name, valid in contract.answer_fields.items():
+        if not valid(header.get(name)):
             raise BadAnswer(f"its answer to {request.ask.value} has no valid {name!r}")
-        fields[name] = value
+        fields[name] = header[name]
     try:
         tensors = decode_tensors(payload)
-        if request.ask == Ask.LOAD:
-            fields["tensors"] = [TensorInfo.decode(entry) for entry in fields["tensors"]]
     except ValueError as e:
         raise BadAnswer(f"its answer to {request.ask.value} has {e}") from None
-    missing = set(ANSWER_TENSORS.get(request.ask, ())) - tensors.keys()
-    if missing:
-        raise BadAnswer(f"its answer to {request.ask.value} lacks {', '.join(sorted(missing))}")
+    if contract.answer_tensors is not None and tensors.keys() != set(contract.answer_tensors):
+        raise BadAnswer(f"its answer to {request.ask.value} does not hold just {', '.join(contract.answer_tensors) or 'no tensors'}")
     return Answer(fields, tensors)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` as one line of printable characters, at most `limit` of them: how a reason is shown anywhere."""
+    printable = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
+    return printable if len(printable) <= limit else printable[: limit - 3] + "..."

@@ -3,7 +3,11 @@ What a submission is compared with, computed in the grading process from the gra
 (the homework/ folder beside grader/), imported under a private name: the submission's files are
 never imported here.
 
-- checkpoint_path: the checkpoint file of a case, generated on first use;
+- checkpoint_path: the checkpoint file of a case, generated on first use: a public one from torch's
+  generator and its seed (anyone can make it again), a hidden one from the secret seed through a
+  cryptographic stream (SecretDraws), whose output reveals neither the seed nor the rest of it;
+- write_decoy: what an answering process loads, of the same names and shapes, from a fresh secret;
+- training_data: the noise task, drawn so that no tensor a part's process sees reveals the labels;
 - reference_outputs: the float32 BigNet's outputs;
 - output_limits: each part's output thresholds for a case. On the public case they are the ones in
   parts.py; on a hidden checkpoint or batch they grow by how much larger the reference scheme's own
@@ -13,16 +17,19 @@ never imported here.
 
 import contextlib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import json
+import math
 import os
+import secrets
 import sys
 from pathlib import Path
 
 import torch
 
-from .parts import PARTS, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, GraderError, Inputs, Part, Suite
+from .parts import PARTS, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, GraderError, Inputs, Part, Suite, derived_seed
 
 HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
 CHECKPOINT_DIR = HOMEWORK_DIR.parent / "checkpoints"
@@ -47,15 +54,73 @@ def trusted(module: str):
     return importlib.import_module(f"{TRUSTED}.{module}")
 
 
+class SecretDraws:
+    """
+    Uniform and normal draws (as homework.checkpoint.SeededDraws) from SHAKE-256 of a secret key, one
+    stretch of its output per draw: no draw reveals the key, nor any other draw, unlike torch's
+    generator, whose state its own output gives away.
+    """
+
+    def __init__(self, key: bytes):
+        self.key, self.draws = key, 0
+
+    def _uniform64(self, shape) -> torch.Tensor:
+        count = math.prod(shape)
+        stream = hashlib.shake_256(self.key + self.draws.to_bytes(8, "little")).digest(4 * count)
+        self.draws += 1
+        words = torch.frombuffer(bytearray(stream), dtype=torch.int32).to(torch.float64) % 2**32
+        return ((words + 0.5) / 2**32).view(shape)  # strictly between 0 and 1
+
+    def uniform(self, shape) -> torch.Tensor:
+        return self._uniform64(shape).float()
+
+    def normal(self, shape) -> torch.Tensor:
+        return torch.special.ndtri(self._uniform64(shape)).float()  # the normal's inverse CDF
+
+
 def checkpoint_path(checkpoint: Checkpoint) -> Path:
-    """The checkpoint's file, generated the first time (the default one where the homework tools keep it)."""
+    """
+    The checkpoint's file, generated the first time (the default one where the homework tools keep it). A
+    hidden one's name is a hash of its secret seed: nothing in it names the seed or the family.
+    """
     tools = trusted("checkpoint")
-    path = tools.DEFAULT_PATH if checkpoint == Checkpoint() else HIDDEN_DIR / f"seed{checkpoint.seed}-{checkpoint.family}.pth"
+    if checkpoint == Checkpoint():
+        path = tools.DEFAULT_PATH
+    elif checkpoint.secret:
+        key = f"BigNet checkpoint {checkpoint.family} {checkpoint.seed}".encode()
+        path = HIDDEN_DIR / f"{hashlib.blake2b(key, digest_size=8).hexdigest()}.pth"
+    else:
+        path = HIDDEN_DIR / f"seed{checkpoint.seed}-{checkpoint.family}.pth"
     if not path.exists():  # force: a grader side by side may have just made it too
-        tools.save(tools.make_state_dict(trusted("bignet").BigNet(), checkpoint.seed, checkpoint.family), path, force=True)
-    if os.geteuid() == 0:  # as root, parts run as another user (sandbox.worker_identity): the grader's files are not theirs to read
+        draws = SecretDraws(key) if checkpoint.secret else None
+        tools.save(tools.make_state_dict(trusted("bignet").BigNet(), checkpoint.seed, checkpoint.family, draws), path, force=True)
+    if os.geteuid() == 0:  # as root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read
         path.chmod(0o600)
     return path
+
+
+def write_decoy(path: Path) -> None:
+    """A checkpoint of BigNet's names and shapes, from a secret drawn now and forgotten: what an answering process loads."""
+    tools = trusted("checkpoint")
+    tools.save(tools.make_state_dict(trusted("bignet").BigNet(), draws=SecretDraws(secrets.token_bytes(32))), path)
+
+
+def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Linear]:
+    """
+    homework.fit's noise task (random inputs, balanced labels, a frozen random head), with the inputs, the
+    labels and the head each drawn from a seed of its own: a part's process sees the inputs, and
+    whatever it learns of their generator tells it nothing of the labels or the head.
+    """
+    def generator(purpose: str) -> torch.Generator:
+        return torch.Generator().manual_seed(derived_seed(seed, purpose))
+
+    x = torch.randn(samples, 1024, generator=generator("inputs"))
+    labels = (torch.randperm(samples, generator=generator("labels")) < samples // 2).long()
+    head = torch.nn.Linear(1024, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(2, 1024, generator=generator("head")) / 1024**0.5)
+        head.bias.zero_()
+    return x, labels, head.requires_grad_(False)
 
 
 @functools.cache

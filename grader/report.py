@@ -6,9 +6,9 @@ Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/late
 import json
 from pathlib import Path
 
-from .grade import PartResult, Report
 from .parts import MB
-from .protocol import Status
+from .protocol import one_line
+from .results import Outcome, PartResult, Report
 
 COLOURS = {"full": "\033[32m", "partial": "\033[33m", "none": "\033[31m", "dim": "\033[2m"}
 RESET = "\033[0m"
@@ -23,12 +23,12 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     width = max(len(text) for p in report.parts for text in (p.part.title, *(f"    {case.name}" for case in p.cases))) + 2
     lines = [f"Grading {report.submission}", ""]
     for result in report.parts:
-        note = result.reason if result.status != Status.OK else ""
+        note = result.reason if result.stop else ""
         if verbose:
             note += f" ({result.seconds:.0f} s, {result.cpu_seconds:.0f} s of CPU time)"
         lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
         lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
-        if verbose and result.status == Status.OK:
+        if verbose and not result.stop:
             for case in result.cases:
                 lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score)) + f"  {case.message}")
         if verbose > 1 and result.output.strip():
@@ -85,10 +85,8 @@ def self_check_tests(report: Report) -> list[dict]:
 
 def summary(report: Report) -> dict:
     """What batch mode reads back: per-part points and status, the total and the extra credit."""
-    parts = {r.part.name: {"score": r.score, "status": r.status.value, "reason": r.reason} for r in report.parts}
-    statuses = {r.status for r in report.parts}
-    status = next((s.value for s in (Status.TIMEOUT, Status.CRASHED, Status.REFUSED) if s in statuses), "graded")
-    return {"status": status, "submission": Path(report.submission).name, "parts": parts, "total": report.total, "extra_credit": report.extra_credit}
+    parts = {r.part.name: {"score": r.score, "stop": r.stop.value if r.stop else "", "reason": one_line(r.reason)} for r in report.parts}
+    return {"status": Outcome.GRADED.value, "submission": Path(report.submission).name, "parts": parts, "total": report.total, "extra_credit": report.extra_credit}
 
 
 def case_counts(result: PartResult) -> bool:
@@ -96,14 +94,12 @@ def case_counts(result: PartResult) -> bool:
     return result.score > 0 or not result.part.extra_credit
 
 
-def write_json(report: Report, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(gradescope(report), indent=2))
+def write_json(results: dict, path: str | Path) -> None:
+    """results.json, always valid JSON: a number that is not one (NaN, inf) is refused here, not by Gradescope."""
+    Path(path).write_text(json.dumps(results, indent=2, allow_nan=False))
 
 
-def error_results(message: str, status: str, submission: str | Path) -> dict:
+def error_results(message: str, outcome: Outcome, submission: str | Path) -> dict:
     """results.json for a submission that could not be graded at all."""
-    return {"score": 0.0, "output": message, "tests": [], "extra_data": {"status": status, "submission": Path(submission).name, "reason": message}}
-
-
-def write_error_json(path: str | Path, message: str, status: str, submission: str | Path) -> None:
-    Path(path).write_text(json.dumps(error_results(message, status, submission), indent=2))
+    message = one_line(message, 1000)
+    return {"score": 0.0, "output": message, "tests": [], "extra_data": {"status": outcome.value, "submission": Path(submission).name, "reason": message}}

@@ -33,35 +33,48 @@ def _recreate_hint(path: Path) -> str:
     return f"recreate it with: python -m homework.checkpoint create{where} --force"
 
 
-def _random_weights(shape, fan_in: int, family: str, generator: torch.Generator) -> torch.Tensor:
-    """Random values with the standard deviation of PyTorch's default Linear init, 1/sqrt(3 * fan_in)."""
+class SeededDraws:
+    """Uniform and normal draws from torch's generator and a seed: the same numbers on every machine."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def uniform(self, shape) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator)
+
+    def normal(self, shape) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator)
+
+
+def _random_weights(shape, fan_in: int, family: str, draws) -> torch.Tensor:
+    """Random values with the standard deviation of PyTorch's default Linear init, 1/sqrt(3 * fan_in); `draws` as SeededDraws."""
     std = 1 / math.sqrt(3 * fan_in)
     if family == "default":  # torch.nn.Linear's own init: uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]
-        return (torch.rand(shape, generator=generator) * 2 - 1) * std * math.sqrt(3)
+        return (draws.uniform(shape) * 2 - 1) * std * math.sqrt(3)
     if family == "gaussian":
-        return torch.randn(shape, generator=generator) * std
+        return draws.normal(shape) * std
     # Student-t with 5 degrees of freedom: a normal over the root of a chi-square/5 (built from normals,
-    # so it only uses torch's normal sampler). Its tails put rare large outliers into most blocks.
+    # so it only uses a normal sampler). Its tails put rare large outliers into most blocks.
     dof = 5
-    chi2 = torch.randn((dof, *shape), generator=generator).square().sum(0)
-    t = torch.randn(shape, generator=generator) / (chi2 / dof).sqrt()
+    chi2 = draws.normal((dof, *shape)).square().sum(0)
+    t = draws.normal(shape) / (chi2 / dof).sqrt()
     return t * std / math.sqrt(dof / (dof - 2))
 
 
-def make_state_dict(net: torch.nn.Module, seed: int = 0, family: str = "default") -> dict[str, torch.Tensor]:
+def make_state_dict(net: torch.nn.Module, seed: int = 0, family: str = "default", draws=None) -> dict[str, torch.Tensor]:
     """
     `net`'s state dict with every torch.nn.Linear drawn at random for a seed and weight family, the
-    same on every machine. It takes the network rather than importing BigNet, since bignet.py imports
-    this module: `make_state_dict(BigNet())` is BigNet's checkpoint.
+    same on every machine (or from `draws`, in place of SeededDraws(seed)). It takes the network rather
+    than importing BigNet, since bignet.py imports this module: `make_state_dict(BigNet())` is BigNet's checkpoint.
     """
     if family not in FAMILIES:
         raise CheckpointError(f"unknown weight family {family!r}; choose from: {', '.join(FAMILIES)}")
-    generator = torch.Generator().manual_seed(seed)
+    draws = draws or SeededDraws(seed)
     with torch.no_grad():
         for layer in net.modules():
             if isinstance(layer, torch.nn.Linear):  # LayerNorms keep their init: weight 1, bias 0
-                layer.weight.copy_(_random_weights(layer.weight.shape, layer.in_features, family, generator))
-                layer.bias.copy_(_random_weights(layer.bias.shape, layer.in_features, family, generator))
+                layer.weight.copy_(_random_weights(layer.weight.shape, layer.in_features, family, draws))
+                layer.bias.copy_(_random_weights(layer.bias.shape, layer.in_features, family, draws))
     return net.state_dict()
 
 

@@ -2,11 +2,20 @@
 How far each model's outputs are from the first one's, on the same fixed random inputs:
 
     python -m homework.compare bignet half_precision low_precision
+
+Each model is also run as the grader runs it (as_graded): only its parameters and buffers reach the
+grader, put into a model that load() built from other weights. A model that keeps something it
+computed from the weights elsewhere computes other outputs there, and is told so here.
 """
+
+import random
+import tempfile
+from pathlib import Path
 
 import torch
 
-from .bignet import BIGNET_DIM
+from .bignet import BIGNET_DIM, BigNet
+from .checkpoint import make_state_dict, save
 from .cli import UsageError, check_int, run
 from .models import check_names, load_model, pick_device
 
@@ -16,15 +25,38 @@ def random_inputs(n: int = 1024, seed: int = 0, device: torch.device | str = "cp
     return torch.randn(n, BIGNET_DIM, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
+def as_graded(name: str, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
+    """
+    `model` as the grader runs it: load() on other weights of the same names and shapes, then `model`'s
+    parameters and buffers put in place of that model's, by name. Nothing else of `model` is carried over.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        other_weights = make_state_dict(BigNet(), seed=random.randrange(2**31))
+        graded = load_model(name, save(other_weights, Path(folder) / "other.pth"), device)
+    for full_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        owner_name, _, attribute = full_name.rpartition(".")
+        owner = graded.get_submodule(owner_name)
+        table = owner._parameters if attribute in owner._parameters else owner._buffers
+        if attribute not in table:
+            raise UsageError(f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights")
+        table[attribute] = tensor
+    return graded
+
+
 @torch.no_grad()
-def output_differences(names: list[str], device="cpu", checkpoint=None, n_inputs: int = 1024, seed: int = 0) -> dict[str, tuple[float, float]]:
-    """{name: (max, mean) absolute difference from the first model's output}, one model in memory at a time."""
+def output_differences(names: list[str], device="cpu", checkpoint=None, n_inputs: int = 1024, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """
+    {name: (max, mean) absolute difference from the first model's output, and the max one between the
+    model and the model as graded}, one model in memory at a time.
+    """
     x = random_inputs(n_inputs, seed, device)
     reference = load_model(names[0], checkpoint, device)(x)
     differences = {}
     for name in names[1:]:
-        diff = (load_model(name, checkpoint, device)(x) - reference).abs()
-        differences[name] = (diff.max().item(), diff.mean().item())
+        model = load_model(name, checkpoint, device)
+        y = model(x)
+        diff = (y - reference).abs()
+        differences[name] = (diff.max().item(), diff.mean().item(), (as_graded(name, model, device)(x) - y).abs().max().item())
     return differences
 
 
@@ -36,8 +68,14 @@ def main(*models: str, device: str | None = None, checkpoint: str | None = None,
     differences = output_differences(names, pick_device(device), checkpoint, n_inputs, seed)
     width = max(len(name) for name in names) + 2
     print(f"{'vs ' + names[0]:<{width}}{'max abs diff':>14}{'mean abs diff':>15}")
-    for name, (max_diff, mean_diff) in differences.items():
+    for name, (max_diff, mean_diff, _) in differences.items():
         print(f"{name:<{width}}{max_diff:>14.5f}{mean_diff:>15.5f}")
+    for name, (_, _, graded_diff) in differences.items():
+        if graded_diff > 0:
+            print(
+                f"warning: {name} computes other outputs as graded (max abs diff {graded_diff:.3g}): the grader carries over only"
+                " its parameters and buffers, and load() keeps something computed from the weights elsewhere (register it with register_buffer)"
+            )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ RESULTS = (
     "BOB2,,,BOB2.zip,graded,50,5,55.0,\n"  # a plain EID.zip: the SIS Login ID, in any case
     "790,leekim,late,leekim_LATE_790_8_hw1.zip,graded,72.5,0,72.5,\n"  # already graded by hand: 60
     "zz999,,,zz999.zip,graded,0,0,0.0,\n"  # not in the course
-    "999,studenttest,,x.zip,error,0,0,0,the grader did not finish\n"
+    "999,studenttest,,x.zip,grader failed,0,0,0,the grader did not finish\n"
 )
 
 

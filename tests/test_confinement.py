@@ -19,19 +19,27 @@ sys.path.insert(0, {grader!r})
 import confinement
 
 confinement.no_new_privs()
-confinement.restrict_files([{readable!r}, "/usr", "/lib", "/lib64", "/etc", "/proc", "/dev", sys.prefix, sys.base_prefix, {grader!r}], [{work!r}])
-confinement.forbid_syscalls()
+confinement.restrict_files([{readable!r}, "/usr", "/lib", "/lib64", "/etc", "/dev", sys.prefix, sys.base_prefix, {grader!r}, {work!r}]){seccomp}
 libc = ctypes.CDLL(None, use_errno=True)
 tries = {{
     "read the grader's file": lambda: open({secret!r}).read(),
-    "write outside the work folder": lambda: open({outside!r}, "w"),
-    "write outside, through ctypes": lambda: libc.open({outside!r}.encode(), os.O_CREAT | os.O_WRONLY, 0o600) >= 0 or 1 / 0,
-    "link the readable file into the work folder": lambda: os.link({readable_file!r}, os.path.join({work!r}, "link")),
-    "fork": os.fork,
+    "write a file": lambda: open({outside!r}, "w"),
+    "write a file, through ctypes": lambda: libc.open({outside!r}.encode(), os.O_CREAT | os.O_WRONLY, 0o600) >= 0 or 1 / 0,
+    "write in the readable folder, through ctypes (openat)": lambda: libc.openat(-100, os.path.join({work!r}, "x").encode(), os.O_CREAT | os.O_RDWR, 0o600) >= 0 or 1 / 0,
+    "append to a file, through ctypes": lambda: libc.open({readable_file!r}.encode(), os.O_APPEND) >= 0 or 1 / 0,
+    "remove a file, through ctypes": lambda: libc.unlink({readable_file!r}.encode()) == 0 or 1 / 0,
+    "make a folder, through ctypes": lambda: libc.mkdir(os.path.join({work!r}, "d").encode(), 0o700) == 0 or 1 / 0,
+    "link the readable file": lambda: os.link({readable_file!r}, os.path.join({work!r}, "link")),
+    "fork": lambda: os.fork() == 0 and os._exit(0),
     "memfd through ctypes": lambda: libc.memfd_create(b"x", 0) >= 0 or 1 / 0,
     "System V shared memory through ctypes": lambda: libc.shmget(0, 4096, 0o1600) >= 0 or 1 / 0,
     "a socket": lambda: __import__("socket").socket(),
     "signal the parent": lambda: os.kill(os.getppid(), 0),
+    "signal the parent, through ctypes": lambda: libc.kill(os.getppid(), 0) == 0 or 1 / 0,
+    "signal the parent's thread, through ctypes": lambda: libc.syscall(234, os.getppid(), os.getppid(), 0) == 0 or 1 / 0,
+    "trace the parent, through ctypes": lambda: libc.ptrace(16, os.getppid(), 0, 0) == 0 or 1 / 0,
+    "read the parent's memory": lambda: open(f"/proc/{{os.getppid()}}/mem", "rb"),
+    "read the parent's command line": lambda: open(f"/proc/{{os.getppid()}}/cmdline", "rb").read(),
 }}
 results = {{}}
 for name, attempt in tries.items():
@@ -40,8 +48,8 @@ for name, attempt in tries.items():
         results[name] = "allowed"
     except Exception as e:
         results[name] = "refused"
-open(os.path.join({work!r}, "ok"), "w").write("written")
-results["write in the work folder"] = "allowed"
+results["signal itself"] = "allowed" if libc.kill(os.getpid(), 0) == 0 else "refused"
+results["open a file for reading, through ctypes"] = "allowed" if libc.open({readable_file!r}.encode(), os.O_RDONLY) >= 0 else "refused"
 thread = threading.Thread(target=lambda: results.update({{"a thread": "allowed"}}))
 thread.start()
 thread.join()
@@ -50,17 +58,33 @@ print(json.dumps(results))
 """
 
 
-@pytest.mark.skipif(landlock_abi() < 1, reason="no Landlock in this kernel")
-def test_a_confined_process_can_read_and_write_only_what_it_was_given(tmp_path):
+def confined(tmp_path: Path, seccomp: bool = True) -> dict:
+    """What a process confined as a part's is (Landlock, and seccomp if `seccomp`) can do: {try: allowed or refused}."""
     work, readable, secret = tmp_path / "work", tmp_path / "readable", tmp_path / "secret.txt"
-    work.mkdir()
-    readable.mkdir()
+    work.mkdir(parents=True)
+    readable.mkdir(parents=True)
     (readable / "data.txt").write_text("data")
     secret.write_text("weights")
-    code = TRIES.format(grader=str(GRADER), readable=str(readable), readable_file=str(readable / "data.txt"), work=str(work), secret=str(secret), outside=str(tmp_path / "outside"))
+    seccomp_line = "\nconfinement.forbid_syscalls()" if seccomp else ""
+    code = TRIES.format(grader=str(GRADER), readable=str(readable), readable_file=str(readable / "data.txt"), work=str(work), secret=str(secret), outside=str(tmp_path / "outside"), seccomp=seccomp_line)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    results = json.loads(result.stdout)
-    allowed = {name for name, outcome in results.items() if outcome == "allowed"}
-    assert allowed == {"write in the work folder", "a thread", "read the readable folder"}, results
-    assert not (tmp_path / "outside").exists()
+    assert not (tmp_path / "outside").exists() and (readable / "data.txt").read_text() == "data"
+    return json.loads(result.stdout)
+
+
+ALWAYS = {"a thread", "read the readable folder", "signal itself", "open a file for reading, through ctypes"}
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="no Landlock in this kernel")
+def test_a_confined_process_can_read_only_what_it_was_given_and_write_nothing(tmp_path):
+    results = confined(tmp_path)
+    assert {name for name, outcome in results.items() if outcome == "allowed"} == ALWAYS, results
+
+
+@pytest.mark.skipif(landlock_abi() < 1, reason="no Landlock in this kernel")
+def test_seccomp_alone_refuses_writing_starting_signalling_and_tracing(tmp_path):
+    """Without its seccomp filter, Landlock alone lets a part signal its parent on kernels before 6.12 (ABI 6): the filter refuses it everywhere."""
+    without = {name for name, outcome in confined(tmp_path / "landlock", seccomp=False).items() if outcome == "allowed"}
+    assert "fork" in without and "a socket" in without  # what seccomp adds
+    assert "read the parent's memory" not in without and "read the parent's command line" not in without  # Landlock: no /proc, no tracing

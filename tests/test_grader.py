@@ -1,9 +1,11 @@
 """
 The grader on a corpus of submissions: the reference solution, and copies of it that each break
-one thing, made at test time by editing the reference (an edit that no longer matches the
-reference fails loudly). Each gets exactly its intended score, and a reason that says why.
+one thing or try one trick, made at test time by editing the reference (an edit that no longer
+matches the reference fails loudly). Each gets exactly its intended score, and a reason that says
+why; a trick scores at most what the submission scores without it.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,9 +16,10 @@ from pathlib import Path
 import pytest
 
 import grader.grade
-from grader import sandbox
+from grader import launch
 from grader.grade import grade
 from grader.parts import Suite, load_suite, make_hidden
+from grader.reference import checkpoint_path
 from grader.release import strip_markers
 from grader.report import gradescope, render
 
@@ -59,8 +62,8 @@ ADAPTERS = """        self.lora_a = torch.nn.Linear(in_features, lora_dim, bias=
 """
 ESCAPE = Path("/tmp/grader-test-escaped.txt")
 
-# A 4-bit model that claims to be under 9 MB: its packed weights live in plain attributes, which
-# theoretical memory does not count; the allocator does.
+# A 4-bit model that claims to be under 9 MB: its packed weights live in plain attributes, which never
+# reach the answering process: it computes with the decoy's.
 HIDDEN_4BIT = '''
 import torch
 
@@ -113,8 +116,6 @@ MAP_CHECKPOINT = [
     ),
     replace("low_precision.py", "from .bignet import", "from . import checkpoint\nfrom .bignet import"),
 ]
-# Every AllocationTrace in the process (the grader's included) sums its allocations to 0 bytes.
-RIG_PROBE = "import sys\n\nfor module in list(sys.modules.values()):\n    if hasattr(module, 'AllocationTrace'):\n        module.accumulate = lambda changes, initial=0: [0]\n"
 LORA_FORWARD = "return super().forward(x) + self.lora_b(self.lora_a(x))"
 FLOAT16_LORA_FORWARD = "return super().forward(x) + x @ self.lora_a.weight.float().T @ self.lora_b.weight.float().T"
 
@@ -193,7 +194,7 @@ class Regenerated(torch.nn.Module):
 
 class RegeneratedNet(BigNet):
     def forward(self, x):
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = checkpoint.SeededDraws(self.seed)
         return super().forward(x)
 
 
@@ -203,12 +204,26 @@ def load(path=None):
         if isinstance(layer, Regenerated):
             object.__setattr__(layer, "net", net)
     first = next(t for name, t in torch.load(path, weights_only=True).items() if name.endswith("weight") and t.dim() == 2)
-    net.seed, net.family = 0, "default"
+    found = (0, 0)
     for seed in range(10):
-        for family in checkpoint.FAMILIES:
-            if torch.equal(checkpoint._random_weights(first.shape, first.shape[1], family, torch.Generator().manual_seed(seed)), first):
-                net.seed, net.family = seed, family
+        for k, family in enumerate(checkpoint.FAMILIES):
+            if torch.equal(checkpoint._random_weights(first.shape, first.shape[1], family, checkpoint.SeededDraws(seed)), first):
+                found = (seed, k)
+    net.register_buffer("found", torch.tensor(found))  # a buffer: it reaches the answering process
     return net
+
+
+@property
+def seed(net):
+    return int(net.found[0])
+
+
+@property
+def family(net):
+    return checkpoint.FAMILIES[int(net.found[1])]
+
+
+RegeneratedNet.seed, RegeneratedNet.family = seed, family
 """
 
 # A genuine 4-bit model, plus each layer's float32 weights written through ctypes (which Python's audit
@@ -284,13 +299,76 @@ def load(path=None, lora_dim=32):
     return load_weights(Peeking(), path)
 """
 
+# Not BigNet at all, but trainable: neither its adapters nor its training count without BigNet's output.
+NOT_BIGNET = """
+
+def load(path=None, lora_dim=32):
+    return torch.nn.Linear(1024, 1024)
+"""
+
+# The float32 BigNet itself, as the 4-bit part: exact outputs, and the memory it really takes.
+FLOAT32_AS_ITSELF = """
+
+def load(path=None):
+    from .bignet import load as load_bignet
+
+    return load_bignet(path)
+"""
+
+# A genuine trellis model to be counted, whose forward computes with the float32 BigNet a thread keeps alive:
+# in the answering process, that thread keeps the decoy's weights.
+FLOAT32_IN_A_THREAD = """
+
+def load(path=None):
+    import threading
+
+    from .bignet import load as load_bignet
+
+    kept = []
+    exact = load_bignet(path)
+    threading.Thread(target=lambda: kept.append(exact) or threading.Event().wait(), daemon=True).start()
+    net = load_weights(TrellisBigNet(), path)
+    while not kept:
+        pass
+    net.forward = lambda x: kept[0](x)
+    return net
+"""
+
+# A forward that writes its own answer first, with the request's nonce (from the part's process's frames) and a
+# count no number can hold: the part stops on one line, and every other part is graded.
+ANSWER_OVERFLOW = """
+
+class Overflowing(HalfBigNet):
+    def forward(self, x):
+        import io, json, os, sys
+
+        y = super().forward(x)
+        frame = sys._getframe()
+        while "header" not in frame.f_locals:
+            frame = frame.f_back
+        payload = io.BytesIO()
+        torch.save({"y": y}, payload)
+        header = {"nonce": frame.f_locals["header"]["nonce"], "products": {"float32": 10**400}, "size": len(payload.getvalue())}
+        os.write(frame.f_locals["answers"], json.dumps(header).encode() + b"\\n" + payload.getvalue())
+        return y
+
+
+def load(path=None):
+    return load_weights(Overflowing(), path)
+"""
+
 ATTACKS = {
     "writes_its_own_report": Broken([write("half_precision.py", OWN_REPORT)], {"half_precision": 0}, {"half_precision": "sent something other than the answer to load"}, ("half_precision",)),
     "reads_the_checkpoint_in_forward": Broken([append("low_precision.py", READ_IN_FORWARD)], {"low_precision": 0}, {"low_precision": "PermissionError"}, ("low_precision",)),
-    "keeps_a_copy_in_mapped_files": Broken([append("low_precision.py", CTYPES_COPY)], {"low_precision": 0}, {"low_precision": "layer0.bin (deleted) after load() returned"}, ("low_precision",)),
+    # Files cannot be written at all: the mappings are of nothing, and the model is the 4-bit one it is.
+    "keeps_a_copy_in_mapped_files": Broken([append("low_precision.py", CTYPES_COPY)], {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)),
     "keeps_a_copy_in_a_memfd": Broken([append("low_precision.py", MEMFD_COPY)], {"low_precision": 0}, {"low_precision": "memfd_create: Operation not permitted"}, ("low_precision",)),
+    "not_bignet": Broken([append("lora.py", NOT_BIGNET)], {"lora": 0}, {"lora": "not counted, the output does not match BigNet's"}, ("lora",)),
+    "float32_as_itself": Broken([append("low_precision.py", FLOAT32_AS_ITSELF)], {"low_precision": 10}, {"low_precision": "memory 72.11 MB > 15.00 MB"}, ("low_precision",)),
+    "float32_in_a_thread": Broken([append("lower_precision.py", FLOAT32_IN_A_THREAD)], {"lower_precision": 0}, {"lower_precision": "computes other outputs than the model load() returned"}, ("lower_precision",)),
+    "answer_overflow": Broken([append("half_precision.py", ANSWER_OVERFLOW)], {"half_precision": 0}, {"half_precision": "its answer to forward has no valid 'products'"}, ("half_precision", "low_precision")),
     "reads_the_training_loop_frames": Broken(
-        [append("lora.py", READS_FRAMES)], {"lora": 20}, {"lora": "accuracy 0.500 -> 0.500 after 20 steps"}, ("lora",)
+        [append("lora.py", READS_FRAMES)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.602 after 20 steps"}, ("lora",)
     ),
 }
 
@@ -323,22 +401,23 @@ BROKEN = {
         {"half_precision": "NaN"},
         ("half_precision",),
     ),
-    "float32_copy_in_attribute": Broken(COPY_FLOAT32, {"low_precision": 10}, {"low_precision": "allocated 83.47 MB > 15.00 MB"}, ("low_precision",)),
-    # The checkpoint's copy is removed once load() returns: a mapping of it outlives the file, and is refused.
-    "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {"low_precision": 0}, {"low_precision": "checkpoint.pth (deleted) after load() returned"}, ("low_precision",)),
+    # A float32 copy kept beside the model, in a plain attribute or a mapping of the checkpoint: it stays in the
+    # loading process, which ends; the answering model is the 4-bit one, and scores as such.
+    "float32_copy_in_attribute": Broken(COPY_FLOAT32, {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)),
+    "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)),
     "float32_reloaded_in_forward": Broken(
         [
             replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        from .bignet import load\n\n        return load(self.path)(x)\n"),
             replace("half_precision.py", "    return load_weights(HalfBigNet(), path)", "    net = load_weights(HalfBigNet(), path)\n    net.path = path\n    return net"),
         ],
-        {"half_precision": 0},  # the path load() was given no longer exists
-        {"half_precision": "CheckpointError: no checkpoint at"},
+        {"half_precision": 0},  # the path the answering process's load() was given is the decoy's
+        {"half_precision": "computes other outputs than the model load() returned"},
         ("half_precision",),
     ),
     "wrong_nibble_order": Broken(
         [replace("low_precision.py", "(wide << 4).bitwise_or_(wide)", "(wide >> 4).bitwise_or_(wide << 8)")],
-        {"low_precision": 0, "qlora": 10},  # QLoRA still trains; memory and adapters count only with the right output
-        {"low_precision": "max abs diff 1.23 > 0.3", "qlora": "not counted"},
+        {"low_precision": 0, "qlora": 0},  # memory, adapters and training count only with the right output
+        {"low_precision": "max abs diff 1.23 > 0.3", "qlora": "not counted, the output does not match BigNet's"},
         ("low_precision", "qlora"),
     ),
     "float16_adapters": Broken(
@@ -373,15 +452,8 @@ BROKEN = {
         {"half_precision": "have no place in HalfBigNet, whose tensors there are named model.0.model.0.bias, model.0.model.0.w"},
         ("half_precision",),
     ),
-    "really_4_bit": Broken([write("lower_precision.py", HIDDEN_4BIT)], {"lower_precision": 0}, {"lower_precision": "allocated 11.36 MB > 9.00 MB"}, ("lower_precision",)),
+    "really_4_bit": Broken([write("lower_precision.py", HIDDEN_4BIT)], {"lower_precision": 0}, {"lower_precision": "register it (register_buffer)"}, ("lower_precision",)),
     **ATTACKS,
-    "patched_memory_probe": Broken(
-        # QLoRA imports the rigged low_precision too, but holds no hidden copy: the kernel's figure clears it.
-        COPY_FLOAT32 + [replace("low_precision.py", "import torch\n", RIG_PROBE + "\nimport torch\n")],
-        {"low_precision": 10},
-        {"low_precision": "allocated 0.00 MB <= 15.00 MB, resident 84", "qlora": "allocated 0.00 MB"},
-        ("low_precision", "qlora"),
-    ),
 }
 
 # Each part is graded on its own: a mistake in one file costs that part, and the parts built on it as
@@ -455,26 +527,88 @@ def test_the_reference_gets_every_point_on_secret_cases(hidden):
 
 
 def test_weights_regenerated_from_a_guessed_seed_pass_only_the_public_self_check(tmp_path, hidden):
+    """The public checkpoints come from torch's generator and a small seed, reproducible by anyone; hidden ones from a secret, through SHAKE-256."""
     package = make_submission(tmp_path, [write("lower_precision.py", REGENERATED)])
     public = grade(package, parts=("lower_precision",))
-    assert public.extra_credit == 5  # the public case is reproducible: a self-check, not a grade
+    assert public.extra_credit == 5, render(public, 1)  # the public case is reproducible: a self-check, not a grade
     (secret,) = grade(package, suite=load_suite(hidden), hidden=hidden, parts=("lower_precision",)).parts
     assert secret.score == 0 and "max abs diff" in secret.cases[0].message and secret.cases[0].score == 0
 
 
-def test_without_landlock_a_forward_that_reads_files_fails_the_memory_case(tmp_path, monkeypatch):
-    """A student's own machine on an old kernel: the grader's files are readable, and what a forward reads shows."""
-    monkeypatch.setattr(sandbox, "PROTECTIONS", tuple(p for p in sandbox.PROTECTIONS if p != "Landlock"))
-    monkeypatch.setattr(grader.grade, "worker_identity", lambda: sandbox.Identity(note="the grader's own user, as on a laptop"))
-    report = grade(make_submission(tmp_path, [append("low_precision.py", READ_IN_FORWARD)]), suite=DEFAULT_CHECKPOINT, parts=("low_precision",))
-    (part,) = report.parts
-    assert report.sandbox["Landlock"] == "not asked for"
-    assert part.score == 10 and "forward read from files 72" in part.cases[1].message, part.cases[1].message
+# load() looks everywhere its process can for the hidden configuration: its frames (what START told it), its
+# environment and command line, its folders; it prints what it found, and stops.
+LOOKS_FOR_SECRETS = """
+import gc, os, sys, warnings
+
+warnings.simplefilter("ignore")
+SECRETS = {secrets!r}  # written backwards, so that only what the process was given can name them
 
 
-def test_where_a_template_cannot_fork_each_worker_gets_an_interpreter_of_its_own(tmp_path, monkeypatch):
-    """macOS's way (sandbox.launcher), tried here: the same scores, an error and an exit told apart as ever."""
-    monkeypatch.setattr(grader.grade, "launcher", sandbox.Interpreters)
+def load(path=None):
+    seen = [repr(os.environ), repr(sys.argv), os.getcwd(), path or ""]
+    frame = sys._getframe()
+    while frame is not None:
+        seen += [repr(value)[:100_000] for value in frame.f_locals.values()]
+        frame = frame.f_back
+    for o in gc.get_objects():
+        if isinstance(o, (dict, list)):
+            try:
+                seen.append(repr(o)[:10_000])
+            except Exception:
+                pass
+    for folder in (os.getcwd(), os.path.dirname(path), "/tmp", os.path.expanduser("~")):
+        try:
+            seen += os.listdir(folder)
+        except OSError:
+            pass
+    text = " ".join(seen)
+    found = [secret[::-1] for secret in SECRETS if secret[::-1] in text]
+    print("FOUND", found)
+    raise NotImplementedError()
+"""
+
+
+def test_nothing_in_a_parts_process_names_the_hidden_cases(tmp_path, hidden):
+    config = json.loads(Path(hidden).read_text())
+    seeds = [str(c["seed"]) for c in config["checkpoints"]] + [str(i["seed"]) for i in config["inputs"]] + [str(s) for s in config["train_seeds"]]
+    secrets = [str(Path(hidden)), Path(hidden).name, *seeds, *(str(checkpoint_path(c)) for c in load_suite(hidden).checkpoints)]
+    package = make_submission(tmp_path, [write("half_precision.py", LOOKS_FOR_SECRETS.format(secrets=[secret[::-1] for secret in secrets]))])
+    (part,) = grade(package, suite=load_suite(hidden), hidden=hidden, parts=("half_precision",)).parts
+    assert "FOUND []" in part.output, part.output
+
+
+# What Landlock's absence looks like to the grader: its three system calls answer "not implemented" (ENOSYS), for
+# the grader and every process it starts. The parts would run as the grader's own user (as on a laptop, or as root
+# with a Python other users cannot read).
+WITHOUT_LANDLOCK = """
+import struct, sys
+from grader import confinement, launch
+from grader.__main__ import main
+
+confinement.no_new_privs()
+program = [(confinement.LOAD, 0, 0, 0)]
+for nr in confinement.LANDLOCK_SYSCALLS:
+    program += [(confinement.JUMP_IF_EQUAL, 0, 1, nr), (confinement.RETURN, 0, 0, confinement.ENOSYS)]
+confinement.install(program + [(confinement.RETURN, 0, 0, confinement.ALLOW)])
+assert confinement.landlock_abi() == 0
+launch.Uids.separate = property(lambda self: False)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_without_landlock_grading_for_credit_refuses_and_the_self_check_runs(tmp_path, hidden):
+    package = make_submission(tmp_path, [])
+    command = [sys.executable, "-c", WITHOUT_LANDLOCK, str(package), "--part", "half_precision"]
+    refused = subprocess.run([*command, "--hidden", str(hidden)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip().splitlines() == ["error: cannot grade for credit here: the parts would run without Landlock (Linux 5.13+) or a user of their own for the parts (the grader is not root: parts run as its own user); the public self-check still runs"] or "without Landlock" in refused.stderr, refused.stderr
+    self_check = subprocess.run([*command, "-v"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert self_check.returncode == 0 and "20 / 20" in self_check.stdout and "Landlock: unavailable" in self_check.stdout, self_check.stdout + self_check.stderr
+
+
+def test_where_a_template_cannot_fork_each_process_gets_an_interpreter_of_its_own(tmp_path, monkeypatch):
+    """macOS's way (launch.launcher), tried here: the same scores, an error and an exit told apart as ever."""
+    monkeypatch.setattr(grader.grade, "launcher", launch.Interpreters)
     assert grade(make_submission(tmp_path / "reference", []), parts=("half_precision",)).total == 20
     for name in ("os_exit", "starter"):
         broken = BROKEN[name]

@@ -1,10 +1,53 @@
-"""grader/reference.py: the thresholds of the public cases, and where a wrong model departs from BigNet."""
+"""grader/reference.py: secret weights and decoys, the training task, the thresholds of the public cases, and where a wrong model departs from BigNet."""
+
+import math
 
 import pytest
 import torch
 
-from grader.parts import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Inputs
-from grader.reference import BIGNET_LINEARS, error_scales, first_departing_layer, reference_error, reference_model
+from grader.parts import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs
+from grader.reference import (
+    BIGNET_LINEARS, SecretDraws, checkpoint_path, error_scales, first_departing_layer, reference_error, reference_model, training_data,
+    trusted, write_decoy,
+)  # fmt: skip
+
+
+def test_secret_draws_follow_from_their_key_alone_and_have_the_right_distribution():
+    a, b = SecretDraws(b"key"), SecretDraws(b"key")
+    assert torch.equal(a.uniform((1000,)), b.uniform((1000,))) and torch.equal(a.normal((3, 4)), b.normal((3, 4)))
+    assert not torch.equal(SecretDraws(b"other").uniform((1000,)), SecretDraws(b"key").uniform((1000,)))
+    assert not torch.equal(a.uniform((1000,)), SecretDraws(b"key").uniform((1000,)))  # each draw its own stretch of the stream
+    uniform, normal = SecretDraws(b"k").uniform((100_000,)), SecretDraws(b"k").normal((100_000,))
+    assert 0 < uniform.min() and uniform.max() < 1 and abs(uniform.mean() - 0.5) < 0.01
+    assert abs(normal.mean()) < 0.02 and abs(normal.std() - 1) < 0.02 and torch.isfinite(normal).all()
+
+
+def test_a_hidden_checkpoint_is_not_torchs_draw_for_its_seed_and_its_file_names_nothing():
+    seed = 2**40 + 12345
+    secret, public = Checkpoint(seed, "gaussian", secret=True), Checkpoint(seed, "gaussian")
+    path = checkpoint_path(secret)
+    assert str(seed) not in path.name and "gaussian" not in path.name
+    weights, public_weights = (torch.load(checkpoint_path(c), weights_only=True)["model.0.model.0.weight"] for c in (secret, public))
+    assert not torch.equal(weights, public_weights)
+    assert abs(weights.std().item() - 1 / math.sqrt(3 * 1024)) < 1e-3  # the family's spread, as the public draw's
+
+
+def test_a_decoy_has_bignets_names_and_shapes_and_new_values_each_time(tmp_path):
+    write_decoy(tmp_path / "a.pth")
+    write_decoy(tmp_path / "b.pth")
+    a, b = (torch.load(tmp_path / name, weights_only=True) for name in ("a.pth", "b.pth"))
+    bignet = trusted("bignet").BigNet().state_dict()
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in bignet.items()}
+    assert not torch.equal(a["model.0.model.0.weight"], b["model.0.model.0.weight"])
+
+
+def test_the_training_labels_do_not_follow_from_the_inputs_generator():
+    x, labels, head = training_data(128, 7)
+    assert labels.sum() == 64 and not head.weight.requires_grad
+    same_x, other_labels, _ = training_data(128, 8)
+    assert not torch.equal(x, same_x)
+    # Labels are not by position: the first half of the inputs is not all of one class.
+    assert 0 < labels[:64].sum() < 64
 
 
 @pytest.mark.parametrize("scheme, checkpoint", PUBLIC_SCALES, ids=lambda key: str(getattr(key, "family", key)))
@@ -17,7 +60,7 @@ def test_the_public_scales_are_what_the_reference_measures(scheme, checkpoint):
 
 
 def layers_of(model: torch.nn.Module, x: torch.Tensor) -> dict:
-    """What the grader asks a part's process for (worker.Part.layers), computed here."""
+    """What the grader asks a part's process for (part_runtime.Session.layers), computed here."""
     captured = {}
     modules = dict(model.named_modules())
     hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: captured.update({f"{name} in": i[0], f"{name} out": o})) for name in BIGNET_LINEARS]

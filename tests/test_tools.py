@@ -58,6 +58,24 @@ def test_compare_cli(tmp_path, checkpoint_path):
     assert low.split()[0] == "low_precision" and 0.01 < float(low.split()[2]) < 0.03
 
 
+def test_compare_runs_each_model_as_the_grader_does_and_says_when_it_computes_otherwise(checkpoint_path, monkeypatch):
+    """A model whose load() keeps a scale computed from the weights in a plain attribute: the grader would not see it."""
+    import homework.compare
+
+    def scaled_model(name, checkpoint=None, device="cpu"):
+        model = load_model(name, checkpoint, device)
+        if name == "half_precision":
+            first = model.model[0].model[0]
+            model.scale = first.weight.float().sum().item()  # a Python number: never carried over
+            forward = model.forward
+            model.forward = lambda x: forward(x) * model.scale / first.weight.float().sum().item()
+        return model
+
+    monkeypatch.setattr(homework.compare, "load_model", scaled_model)
+    differences = homework.compare.output_differences(["bignet", "half_precision", "low_precision"], n_inputs=16)
+    assert differences["half_precision"][2] > 0.01 and differences["low_precision"][2] == 0.0
+
+
 @pytest.mark.parametrize(
     "args, error, code",
     [

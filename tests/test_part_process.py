@@ -1,10 +1,10 @@
-"""grader/sandbox.py's own logic: a part's time budget, and where its code was when stopped."""
+"""grader/part_process.py's own logic: a part's time budget, where its code was when stopped, and the /proc figures it reads."""
 
 import os
 import time
 from pathlib import Path
 
-from grader.sandbox import Budget, cpu_seconds, innermost_frame
+from grader.part_process import Budget, cpu_seconds, innermost_frame, resident_bytes
 
 DUMP = """Thread 0x00007f0a1b2c3700 (most recent call first):
   File "/usr/lib/python3.11/threading.py", line 324 in wait
@@ -14,7 +14,7 @@ Current thread 0x00007f0a1d4e5b80 (most recent call first):
   File "/tmp/grader-x/code/homework/lora.py", line 31 in forward
   File "/venv/lib/python3.11/site-packages/torch/nn/modules/module.py", line 1775 in _call_impl
   File "/tmp/grader-x/code/homework/bignet.py", line 58 in forward
-  File "/tmp/grader-x/runtime/worker.py", line 61 in forward
+  File "/tmp/grader-x/runtime/part_runtime.py", line 61 in forward
 """
 
 
@@ -42,3 +42,8 @@ def test_a_budget_counts_the_cpu_time_of_all_its_processes_and_the_wall_clock():
     budget = Budget(cpu_limit=1e6, wall_limit=0.0)
     budget.started(os.getpid())
     assert "blocked or sleeping" in budget.over(os.getpid())
+
+
+def test_resident_memory_is_read_for_a_live_process_only():
+    assert 10 * 2**20 < resident_bytes(os.getpid()) < 10 * 2**30
+    assert resident_bytes(2**22 + 1) is None

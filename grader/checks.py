@@ -1,0 +1,141 @@
+"""
+The pure checks that turn what the grading process received into points: each takes tensors and
+numbers counted here, never a figure a part's process reported, and returns (passed, message).
+"""
+
+import math
+
+import torch
+
+from .parts import DRAW_SPREAD, MB, MIN_TRAINABLE, TRAINING, Part
+
+
+def stored_bytes(tensors: dict) -> int:
+    """What `tensors` hold, counted by storage: a view counts its whole storage, and a storage shared by several tensors once."""
+    storages = {}
+    for tensor in tensors.values():
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr(), storage.nbytes()] = storage.nbytes()
+    return sum(storages.values())
+
+
+def check_output(y: torch.Tensor, reference: torch.Tensor, max_limit: float, mean_limit: float | None) -> tuple[bool, str, dict]:
+    if y.shape != reference.shape or not y.is_floating_point():
+        return False, f"the output is {describe_tensor(y)}; expected float {tuple(reference.shape)}", {}
+    y = y.float()
+    if not torch.isfinite(y).all():
+        return False, "the output has NaN or inf values", {}
+    diff = (y - reference).abs()
+    diffs = {"max_diff": diff.max().item(), "mean_diff": diff.mean().item()}
+    checks = [] if mean_limit is None else [at_most("mean abs diff", diffs["mean_diff"], mean_limit)]
+    checks.append(at_most("max abs diff", diffs["max_diff"], max_limit))
+    return summarize(checks) + (diffs,)
+
+
+def near_limit(diffs: dict, max_limit: float, mean_limit: float | None) -> str:
+    """A diff as close to its limit, either side, as hidden draws of a weight family move it: hidden cases may go the other way ("" if none is)."""
+    for name, value, limit in (("max abs diff", diffs["max_diff"], max_limit), ("mean abs diff", diffs["mean_diff"], mean_limit)):
+        if limit and limit / (1 + DRAW_SPREAD) < value < limit * (1 + DRAW_SPREAD):
+            return f"{name} {value:.3g} is within {DRAW_SPREAD:.0%} of its limit {limit:.3g}, as much as hidden cases of this weight family vary: one may {'fail' if value <= limit else 'pass'}"
+    return ""
+
+
+def check_memory(part: Part, memory: int) -> tuple[bool, str]:
+    return at_most("memory", memory, part.memory_limit, mb)
+
+
+def check_adapters(part: Part, tensors: dict, trainable: list[str]) -> tuple[bool, str]:
+    count = sum(tensors[name].numel() for name in trainable)
+    dtypes = sorted({str(tensors[name].dtype).removeprefix("torch.") for name in trainable})
+    checks = [
+        fewer_than("trainable parameters", count, part.max_trainable, millions, why=" (the course's grader's cap)"),
+        at_least("trainable parameters", count, MIN_TRAINABLE, millions),
+        (dtypes == ["float32"], f"trainable dtypes: {', '.join(dtypes) or 'none'} (float32 needed)"),
+    ]
+    return summarize(checks)
+
+
+def check_training(start: float, final: float, steps: int, finite: bool) -> tuple[float, str]:
+    """(progress from 0 to 1, message): the share of the way from the starting accuracy to the target."""
+    target = TRAINING["target"]
+    if not (math.isfinite(start) and math.isfinite(final)):
+        return 0.0, "the accuracy is NaN"
+    message = f"accuracy {start:.3f} -> {final:.3f} after {steps} steps (target {target} within {TRAINING['steps']} steps)"
+    if not finite:
+        return 0.0, f"the outputs became NaN or inf during training ({message})"
+    return (1.0 if final >= target else max(0.0, min(1.0, (final - start) / (target - start)))), message
+
+
+def features_fail(features: torch.Tensor, x: torch.Tensor) -> str:
+    """Why `features` cannot be scored ("" if they can): one row of BigNet's width per input."""
+    if features.shape != x.shape or not features.is_floating_point():
+        return f"the model's features are {describe_tensor(features)}; expected float {tuple(x.shape)}"
+    return ""
+
+
+def accuracy(features: torch.Tensor, head: torch.nn.Linear, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (head(features.float()).argmax(dim=1) == labels).float().mean().item()
+
+
+def loss_gradient(features: torch.Tensor, head: torch.nn.Linear, labels: torch.Tensor) -> torch.Tensor:
+    """d(cross entropy of the head's logits)/d(features): all a part's process needs to train, and no label."""
+    features = features.detach().float().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(head(features), labels)
+    return torch.autograd.grad(loss, features)[0]
+
+
+def trained_fail(trained: dict, tensors: dict, trainable: list[str]) -> str:
+    """Why `trained` is not the model's trainable parameters, as its load made them ("" if it is)."""
+    for name, tensor in trained.items():
+        if name not in trainable or tensor.shape != tensors[name].shape or tensor.dtype != tensors[name].dtype:
+            return f"its trained tensor {name[:60]!r} is not one of the model's trainable parameters"
+    if trained.keys() != set(trainable):
+        return "its trained tensors are not all of the model's trainable parameters"
+    return ""
+
+
+def time_warning(products, used: float, limit: float) -> str:
+    """
+    Before time costs points: a part that used over half its CPU time, or computes mostly in half
+    precision, which a CPU is slow at. Hidden cases run several times as many inputs, checkpoints and
+    training steps. `products`: the multiply-adds by dtype (part_runtime.MatrixProducts), as the part's process sent them.
+    """
+    total = sum(products.values())
+    half = sum(n for dtype, n in products.items() if dtype in ("float16", "bfloat16"))
+    if total and half / total > 0.5:
+        return f"{half / total:.0%} of its matrix products are in float16 or bfloat16, which a CPU computes 15 to 20 times slower than float32: it used {used:.0f} s of CPU time here, and hidden cases, several times larger, must fit in {limit:g} s"
+    if used > limit / 2:
+        return f"it used {used:.0f} s of CPU time, over half its limit of {limit:g} s, and hidden cases are several times larger"
+    return ""
+
+
+def at_most(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -> tuple[bool, str]:
+    return value <= limit, f"{name} {show(value)} {'<=' if value <= limit else '>'} {show(limit)}"
+
+
+def fewer_than(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}", why: str = "") -> tuple[bool, str]:
+    return value < limit, f"{name} {show(value)} {'<' if value < limit else '>='} {show(limit)}{why}"
+
+
+def at_least(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -> tuple[bool, str]:
+    return value >= limit, f"{name} {show(value)} {'>=' if value >= limit else '<'} {show(limit)}"
+
+
+def summarize(checks: list[tuple[bool, str]]) -> tuple[bool, str]:
+    """All-or-nothing: passed if every check passed; the message lists them all."""
+    return all(ok for ok, _ in checks), ", ".join(text for _, text in checks)
+
+
+def mb(size: float) -> str:
+    return f"{size / MB:.2f} MB"
+
+
+def millions(count: float) -> str:
+    return f"{count / 1e6:.2f} M"
+
+
+def describe_tensor(y) -> str:
+    if isinstance(y, torch.Tensor):
+        return f"{str(y.dtype).removeprefix('torch.')} {tuple(y.shape)}"
+    return f"a {type(y).__name__}"

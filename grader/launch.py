@@ -1,0 +1,244 @@
+"""
+Starting a part's process (grader/part_runtime.py), in the trusted grading process: the grading
+folder it reads from, the user it runs as, and the two ways to start it.
+
+When the grader runs as root (a Gradescope container, a staff server), every part's process runs as
+a user of its own: a numeric uid that no account and no other process has, one of a block of uids
+(Uids) that one grading run holds for as long as it runs. So no part's process can signal, trace or
+read the memory or files of another, of the same submission or of another graded beside it.
+"""
+
+import fcntl
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .parts import GraderError
+
+GRADER_DIR = Path(__file__).resolve().parent
+RUNTIME_FILES = (GRADER_DIR / "part_runtime.py", GRADER_DIR / "protocol.py", GRADER_DIR / "confinement.py")
+PYTHON_FLAGS = ("-E", "-B", "-X", "utf8")  # no PYTHON* variables, no .pyc files, UTF-8 whatever the locale
+FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536, as containers map them
+
+
+def prepare(root: Path, submission: Path, write_decoy) -> None:
+    """
+    The grading folder: runtime/ (the part's program), code/homework (a copy of the submission) and
+    decoy/checkpoint.pth (what an answering process loads), readable by every part's process.
+    """
+    runtime = root / "runtime"
+    runtime.mkdir()
+    for file in RUNTIME_FILES:
+        shutil.copyfile(file, runtime / file.name)
+    # The part imports a copy: the submission's own folder stays as it was, and nothing beside it is importable.
+    shutil.copytree(submission, root / "code" / "homework", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "decoy").mkdir()
+    write_decoy(root / "decoy" / "checkpoint.pth")
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o711 if path == root else 0o755 if path.is_dir() else 0o644)  # the root can be crossed, not listed
+
+
+class Uids:
+    """
+    As root: a block of uids for one grading run, held (a lock file) until close(), one uid per part's
+    process. Elsewhere: none, and every part's process runs as the grader's own user.
+    """
+
+    def __init__(self):
+        self.next, self.last, self.lock, self.note = None, None, None, ""
+        self.taking = threading.Lock()  # parts side by side take uids
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            self.note = "the grader is not root: parts run as its own user"
+            return
+        import torch  # what a part's process must be able to read: the interpreter and torch
+
+        for path in (Path(sys.executable).resolve(), Path(torch.__file__).resolve()):
+            if not readable_by_others(path):
+                self.note = f"another user cannot read {path}: parts run as root"
+                return
+        folder = Path(tempfile.gettempdir()) / "grader-uids"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
+            raise GraderError(f"{folder} is not a folder of root's alone: remove it")
+        for run in range(RUNS):
+            first = FIRST_UID + run * UIDS_PER_RUN
+            if any(has_account(uid) for uid in range(first, first + UIDS_PER_RUN)):
+                continue
+            lock = open(folder / f"{first}.lock", "w")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue
+            self.lock, self.next, self.last = lock, first, first + UIDS_PER_RUN - 1
+            self.note = f"a user of its own for each part's process (uids {first} to {self.last})"
+            return
+        raise GraderError(f"all {RUNS} blocks of uids from {FIRST_UID} are in use by graders running now")
+
+    @property
+    def separate(self) -> bool:
+        return self.next is not None
+
+    def take(self) -> int | None:
+        """A uid no part's process of this run has had yet (None: the grader's own user)."""
+        if not self.separate:
+            return None
+        with self.taking:
+            if self.next > self.last:
+                raise GraderError(f"a grading run has {UIDS_PER_RUN} part processes at most")
+            uid, self.next = self.next, self.next + 1
+        return uid
+
+    def close(self) -> None:
+        if self.lock:
+            self.lock.close()  # and its lock with it
+
+
+def has_account(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def readable_by_others(path: Path) -> bool:
+    """Whether a user with no account can traverse every folder above `path` and read it, by the permission bits."""
+    for folder in [*reversed(path.parents), path]:
+        mode = folder.stat().st_mode
+        needed = (stat.S_IXOTH if folder != path or folder.is_dir() else 0) | (stat.S_IROTH if folder == path else 0)
+        if mode & needed != needed:
+            return False
+    return True
+
+
+def environment(home: Path) -> dict[str, str]:
+    """The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER")}
+    return {**inherited, "HOME": str(home), "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUTF8": "1"}
+
+
+class Interpreters:
+    """Starts each part's process in an interpreter of its own: where forking a template is not safe (macOS)."""
+
+    def __init__(self, root: Path):
+        self.program = root / "runtime" / "part_runtime.py"
+        self.processes: dict[int, subprocess.Popen] = {}
+
+    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None) -> int:
+        user = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
+        process = subprocess.Popen(
+            [sys.executable, *PYTHON_FLAGS, str(self.program), str(requests), str(answers)],
+            cwd=home,
+            env=environment(home),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(requests, answers),
+            start_new_session=True,  # its own process group, so a kill reaches anything it started
+            **user,
+        )
+        self.processes[process.pid] = process
+        return process.pid
+
+    def reap(self, pid: int) -> int:
+        """The exit code of an ended process (negative: the signal that killed it)."""
+        return self.processes.pop(pid).wait()
+
+    def close(self) -> None:
+        pass
+
+
+class Template:
+    """
+    Starts each part's process as a fork of one template process (part_runtime.py --template) that has
+    imported torch and the runtime, and never runs a submission: a process is ready in a fifth of a
+    second instead of the second and a half an interpreter takes to import torch.
+    """
+
+    def __init__(self, root: Path):
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, *PYTHON_FLAGS, str(root / "runtime" / "part_runtime.py"), "--template", str(theirs.fileno())],
+            cwd=root / "runtime",
+            env=environment(root / "runtime"),
+            stdin=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,
+        )
+        theirs.close()
+        self.socket, self.lock = ours, threading.Lock()  # parts side by side share it
+
+    def _call(self, request: dict, fds: list[int] = ()) -> dict:
+        with self.lock:
+            socket.send_fds(self.socket, [json.dumps(request).encode()], list(fds))
+            reply = self.socket.recv(4096)
+        if not reply:
+            raise GraderError("the grader's template process for the parts ended (see grader/part_runtime.py --template)")
+        return json.loads(reply)
+
+    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None) -> int:
+        changes = {k: v for k, v in environment(home).items() if k in ("HOME", "TMPDIR")}
+        return self._call({"ask": "fork", "home": str(home), "environment": changes, "uid": uid}, [requests, answers, log])["pid"]
+
+    def reap(self, pid: int) -> int:
+        """The exit code of an ended process (negative: the signal that killed it), once the kernel has it."""
+        while process_state(pid) not in ("Z", None):  # the template may only wait for a process that has ended
+            time.sleep(0.01)
+        return self._call({"ask": "reap", "pid": pid})["returncode"]
+
+    def close(self) -> None:
+        self.socket.close()  # the template ends when its socket does
+        kill_group(self.process.pid)
+        self.process.wait()
+
+
+def launcher(root: Path) -> Interpreters | Template:
+    """A template on Linux; elsewhere an interpreter per process, since a fork after importing torch is not safe there."""
+    return Template(root) if sys.platform == "linux" else Interpreters(root)
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter in /proc/<pid>/stat (Z: ended, not yet reaped), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def kill_group(pid: int) -> None:
+    """Kill a process group (a part's process and anything it may have started)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def python_folders(private: list[Path]) -> tuple[list[str], list[str]]:
+    """
+    (what a part's process may read, its sys.path): Python and its packages, the system's libraries and
+    configuration, never a folder that holds, or lies in, one of the grader's private paths (its
+    checkpoints, its homework package, the hidden configuration), nor /proc, where other processes'
+    command lines are. Computed here, so that no private path is ever named to a part's process.
+    """
+    system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/sys", "/dev"]
+    private = [os.path.realpath(p) for p in private]
+
+    def overlaps(path: str) -> bool:
+        return any(path == p or path.startswith(p + os.sep) or p.startswith(path + os.sep) for p in private)
+
+    candidates = {os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *system] if p and os.path.exists(p)}
+    readable = sorted(p for p in candidates if not overlaps(p))
+    path = [p for p in sys.path if p and os.path.realpath(p) in readable]
+    return readable, path

@@ -1,0 +1,299 @@
+"""
+The grading process's handle on one part's process (grader/part_runtime.py): start it, ask it one
+request at a time through typed methods (load, replace, forward, ...), each checked against its
+contract (protocol.py), and stop it when its part's time (Budget) or memory runs out. Everything
+here runs in the trusted process.
+
+A part's process runs in its own process group, its output captured to a file only the grader can
+read, confined by the kernel as far as this system allows (confinement.py), as a user of its own
+when the grader is root (launch.Uids). It can read only what it is given: the runtime files, the
+submission, and one checkpoint (its own copy, for a loading process; the decoy, for an answering one).
+"""
+
+import os
+import re
+import select
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from .launch import kill_group, process_state
+from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, one_line, take_message
+
+POLL_SECONDS = 0.05
+PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a part's process sets up (part_runtime.confine)
+STOP = threading.Event()  # set on Ctrl-C: every part's process is killed, and every ask returns at once
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's unit of CPU time
+
+
+class Budget:
+    """
+    A part's time, shared by its processes: the CPU time they use, as the kernel counts it (the same
+    on an idle machine, a busy one or half a core), and a wall-clock limit for code that blocks or
+    sleeps, which uses none. Where the kernel does not count CPU time per process (no /proc), a
+    process's wall-clock time since it started stands in for it: stricter, never looser.
+    """
+
+    def __init__(self, cpu_limit: float, wall_limit: float):
+        self.cpu_limit, self.wall_limit = cpu_limit, wall_limit
+        self.wall_deadline = time.monotonic() + wall_limit
+        self.seconds: dict[int, float] = {}  # pid -> its CPU seconds, as last read (an ended process keeps its last figure)
+        self.starts: dict[int, float] = {}
+        self.lock = threading.Lock()  # a part's processes are asked from more than one thread
+
+    def started(self, pid: int) -> None:
+        with self.lock:
+            self.starts[pid], self.seconds[pid] = time.monotonic(), 0.0
+
+    @property
+    def used(self) -> float:
+        with self.lock:
+            return sum(self.seconds.values())
+
+    def over(self, pid: int) -> str:
+        """Why the part must stop ("" if it need not), after reading `pid`'s CPU time."""
+        seconds = cpu_seconds(pid)
+        with self.lock:
+            self.seconds[pid] = seconds if seconds is not None else time.monotonic() - self.starts[pid]
+        if self.used > self.cpu_limit:
+            return f"timed out: used {self.used:.0f} s of CPU time, over the part's limit of {self.cpu_limit:g} s"
+        if time.monotonic() > self.wall_deadline:
+            return f"timed out: blocked or sleeping, still running after {self.wall_limit:g} s of wall-clock time with {self.used:.0f} s of CPU time used"
+        return ""
+
+
+class PartProcess:
+    """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
+
+    def __init__(self, part: str, root: Path, role: str, budget: Budget, uid: int | None, launcher, start_fields: dict):
+        self.part, self.budget, self.uid, self.launcher, self.start_fields = part, budget, uid, launcher, start_fields
+        self.root = root = Path(os.path.realpath(root))  # as /proc names it
+        self.folder = root / f"{part}-{role}"
+        self.home, self.inbox, self.log = self.folder / "home", self.folder / "load", self.folder / "output.txt"
+        for folder, mode in ((self.folder, 0o711), (self.home, 0o755), (self.inbox, 0o711)):
+            folder.mkdir()
+            folder.chmod(mode)
+        self.pid: int | None = None
+        self.returncode: int | None = None
+        self.buffer = bytearray()  # what the process sent beyond the last answer, grown in place
+        self.checked = 0.0  # when its time and memory were last read
+
+    def __enter__(self) -> "PartProcess":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.end()
+
+    def end(self) -> None:
+        """Kill it, and everything it started, and wait for the kernel to have it gone."""
+        if self.pid is not None and self.returncode is None:
+            kill_group(self.pid)
+            self.ended()
+            os.close(self.requests)
+            os.close(self.answers)
+        shutil.rmtree(self.inbox, ignore_errors=True)
+
+    def ended(self) -> int:
+        """The process's exit code, waiting (up to the part's wall-clock limit, then killing it) for it to end."""
+        if self.returncode is None:
+            while process_state(self.pid) not in ("Z", None) and time.monotonic() < self.budget.wall_deadline:
+                time.sleep(0.01)
+            kill_group(self.pid)
+            self.returncode = self.launcher.reap(self.pid)
+        return self.returncode
+
+    def output(self) -> str:
+        return tail(self.log) if self.log.exists() else ""
+
+    # --- the requests, one typed method each (protocol.CONTRACTS says what the process does) ----------
+
+    def start(self) -> dict:
+        """Start the process and let it confine itself; returns {protection: what it achieved}."""
+        requests_r, self.requests = os.pipe()
+        self.answers, answers_w = os.pipe()
+        for fd in (self.requests, self.answers):
+            widen(fd)
+        os.set_blocking(self.requests, False)  # a process that stops reading must not block the grading process
+        fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the grader's alone: no part reads another's output
+        try:
+            self.pid = self.launcher.spawn(requests_r, answers_w, fd, self.home, self.uid)
+        finally:
+            os.close(fd)
+        self.budget.started(self.pid)
+        os.close(requests_r)
+        os.close(answers_w)
+        readable = [str(self.root / "runtime"), str(self.root / "code"), str(self.home), str(self.inbox), str(self.root / "decoy")]
+        fields = {**self.start_fields, "part": self.part, "submission": str(self.root / "code"), "readable": readable + self.start_fields["readable"]}
+        try:
+            return self.ask(Request(Ask.START, fields)).fields["protections"]
+        except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure
+            printed = self.output().strip().splitlines()
+            raise PartStopped(Stop.GRADER_FAILED, f"a part's process could not start ({e.reason}): {one_line(printed[-1]) if printed else 'it printed nothing'}") from None
+
+    def load(self, checkpoint: Path, seed: int, send: bool) -> Answer:
+        """homework.<part>.load() on `checkpoint` (a private copy of it, if `send`: the loading process answers with the model's tensors)."""
+        path = checkpoint
+        if send:
+            path = self.inbox / "checkpoint.pth"
+            shutil.copyfile(checkpoint, path)
+            if self.uid is not None:
+                os.chown(path, self.uid, self.uid)
+            path.chmod(0o400)
+        return self.ask(Request(Ask.LOAD, {"path": str(path), "seed": seed, "send": send}))
+
+    def replace(self, tensors: dict, trainable: list[str]) -> None:
+        self.ask(Request(Ask.REPLACE, {"trainable": trainable}, tensors))
+
+    def forward(self, x: torch.Tensor, profile: bool = False) -> Answer:
+        return self.ask(Request(Ask.FORWARD, {"profile": profile}, {"x": x}))
+
+    def layers(self, x: torch.Tensor, names: list[str]) -> dict:
+        return self.ask(Request(Ask.LAYERS, {"names": names}, {"x": x})).tensors
+
+    def train(self, x: torch.Tensor, lr: float) -> torch.Tensor:
+        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x})).tensors["features"]
+
+    def step(self, gradient: torch.Tensor) -> torch.Tensor:
+        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient})).tensors["features"]
+
+    def trained(self) -> dict:
+        return self.ask(Request(Ask.TRAINED)).tensors
+
+    # --- the exchange -------------------------------------------------------------------------------
+
+    def ask(self, request: Request) -> Answer:
+        """Send `request` and wait for its answer; raises PartStopped when there is none to be had."""
+        assert request.ask in CONTRACTS
+        self._send(request.encode())
+        while True:
+            try:
+                message, self.buffer = take_message(self.buffer)
+            except ValueError as e:
+                raise BadAnswer(f"it sent something that is not a message ({e})") from None
+            if message:
+                return check_answer(request, *message)
+            self._wait(self.answers, writing=False)
+            data = os.read(self.answers, 2**20)
+            if not data:
+                raise PartStopped(Stop.CRASHED, exit_reason(self.ended()))
+            self.buffer += data
+
+    def _send(self, data: bytes) -> None:
+        while data:
+            self._wait(self.requests, writing=True)
+            try:
+                data = data[os.write(self.requests, data) :]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                raise PartStopped(Stop.CRASHED, exit_reason(self.ended())) from None
+
+    def _wait(self, fd: int, writing: bool) -> None:
+        """Until `fd` is ready, watching the part's time, the memory cap and Ctrl-C (every POLL_SECONDS, not every read)."""
+        memory_cap = self.start_fields["memory_cap"]
+        while True:
+            ready = select.select([], [fd], [], 0)[1] if writing else select.select([fd], [], [], 0)[0]
+            if ready and time.monotonic() < self.checked + POLL_SECONDS:
+                return
+            self.checked = time.monotonic()
+            if STOP.is_set():
+                raise PartStopped(Stop.CRASHED, "interrupted")
+            over = self.budget.over(self.pid)
+            if over:
+                raise PartStopped(Stop.TIMEOUT, over + self.where())
+            # RLIMIT_DATA (set by the process) makes allocations fail past memory_cap, with a clear error; this
+            # catches, later, what that limit does not count (shared memory) and systems that ignore it.
+            rss = resident_bytes(self.pid)
+            if rss is not None and rss > 1.5 * memory_cap:
+                raise PartStopped(Stop.CRASHED, f"used more than {1.5 * memory_cap / 2**30:g} GB of memory" + self.where())
+            ready = select.select([], [fd], [], POLL_SECONDS)[1] if writing else select.select([fd], [], [], POLL_SECONDS)[0]
+            if ready:
+                return
+
+    def where(self) -> str:
+        """
+        Where the submission's code is now, as ", in FUNCTION (homework/FILE.py, line N)": the process
+        dumps its threads' stacks into its output when signalled (part_runtime.py, faulthandler), and the
+        innermost frame in the submission is the one named. Empty if there is none.
+        """
+        if STACK_SIGNAL is None:
+            return ""
+        before = self.log.stat().st_size
+        try:
+            os.kill(self.pid, STACK_SIGNAL)
+        except (ProcessLookupError, PermissionError):
+            return ""
+
+        def printed_since() -> str:
+            with open(self.log, "rb") as f:
+                f.seek(before)
+                return f.read().decode(errors="replace")
+
+        for _ in range(20):  # written by a signal handler as soon as the process runs: give a busy machine a second
+            time.sleep(0.05)
+            if "most recent call first" in printed_since():
+                time.sleep(0.05)  # the rest of the dump
+                break
+        return innermost_frame(printed_since(), self.root / "code")
+
+
+def widen(pipe: int) -> None:
+    """Linux: a pipe of 1 MB (the most an unprivileged process may ask), not 64 KB: a model's tensors cross it in fewer reads."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe, getattr(fcntl, "F_SETPIPE_SZ", 1031), 2**20)
+    except (ImportError, OSError):
+        pass
+
+
+def resident_bytes(pid: int) -> int | None:
+    """The process's resident size (VmRSS of /proc/<pid>/status), or None (no /proc, or the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time a process has used, all its threads, user and system (/proc/<pid>/stat), or None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15 of stat(5)
+
+
+FRAME = re.compile(r'^\s*File "(.+)", line (\d+) in (\S+)')
+
+
+def innermost_frame(dump: str, submission: Path) -> str:
+    """", in FUNCTION (homework/FILE.py, line N)" for the first frame of a faulthandler dump (most recent first) in `submission`."""
+    inside = str(submission) + os.sep
+    for line in dump.splitlines():
+        frame = FRAME.match(line)
+        if frame and frame.group(1).startswith(inside):
+            return f", in {frame.group(3)} ({frame.group(1).removeprefix(inside)}, line {frame.group(2)})"
+    return ""
+
+
+def exit_reason(returncode: int) -> str:
+    if returncode < 0:
+        return f"crashed (killed by {signal.Signals(-returncode).name})"
+    return f"exited with code {returncode} before finishing (sys.exit or os._exit?)"
+
+
+def tail(path: Path, limit: int = 4000) -> str:
+    """The last `limit` characters of a file, marked when cut."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - limit))
+        text = f.read().decode(errors="replace")
+    return f"[... {size - limit} bytes cut ...]\n{text}" if size > limit else text

@@ -1,0 +1,365 @@
+"""
+The program a part's process runs: the only one that imports the submission. The grading process
+(grader/part_process.py) starts it from a copy of this folder's runtime files (this one,
+protocol.py and confinement.py, side by side in the grading folder), as a fork of a template
+process that has imported torch (Linux), or as an interpreter of its own (elsewhere):
+
+    python -E -B -X utf8 runtime/part_runtime.py --template CONTROL_FD   # one per grading run: forks the others
+    python -E -B -X utf8 runtime/part_runtime.py REQUESTS_FD ANSWERS_FD   # one part's process
+
+It answers requests, one at a time (protocol.CONTRACTS says what each does), and decides nothing:
+what to ask, and what the answers are worth, is the grading process's business (grade.py). The
+first request, START, tells it where the submission is and what it may read; it confines itself
+(confinement.py) before the submission is imported, which happens in the first LOAD. All it holds
+at any moment is the model and the tensors of the request in hand.
+"""
+
+import ctypes
+import errno
+import faulthandler
+import importlib
+import os
+import signal
+import sys
+import tempfile
+import traceback
+
+import confinement  # the runtime files beside this one, found through sys.path[0]
+import protocol
+import torch
+from protocol import Ask
+from torch.overrides import TorchFunctionMode
+
+del sys.path[0]  # nothing in the runtime folder may shadow what torch or the submission imports
+_LIBC = ctypes.CDLL(None)  # the C library, for prctl (absent on macOS)
+
+
+class Session:
+    """The state between requests: the part's module and its model, and what training keeps."""
+
+    def __init__(self, part: str):
+        self.part = part
+        self.module = self.model = self.optimizer = self.x = self.features = None
+
+    def load(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        self.model = self.optimizer = self.features = None
+        torch.manual_seed(fields["seed"])  # whatever the submission initializes at random, the same every run
+        if self.module is None:
+            self.module = importlib.import_module(f"homework.{self.part}")
+        self.model = self.module.load(fields["path"])
+        if not isinstance(self.model, torch.nn.Module):
+            raise TypeError(f"load() returned a {type(self.model).__name__}, not a torch.nn.Module")
+        registered = dict(registered_tensors(self.model))
+        answer = {"names": list(registered), "trainable": [name for name, t in registered.items() if t.requires_grad]}
+        return answer, ({name: t.detach() for name, t in registered.items()} if fields["send"] else {})
+
+    def replace(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        """The tensors another process's load() made, in place of this model's: by name, whatever their shape."""
+        owners = dict(registered_tensors(self.model, owners=True))
+        unknown = sorted(set(tensors) - owners.keys())
+        if unknown:
+            raise KeyError(f"the model has no parameter or buffer named {unknown[0]}")
+        trainable = set(fields["trainable"])
+        for name, tensor in tensors.items():
+            module, attribute = owners[name]
+            if attribute in module._parameters:
+                module._parameters[attribute] = torch.nn.Parameter(tensor, requires_grad=name in trainable)
+            else:
+                module._buffers[attribute] = tensor
+        self.optimizer = self.features = None
+        return {}, {}
+
+    def forward(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        if not fields["profile"]:
+            with torch.no_grad():
+                return {"products": {}}, {"y": plain_tensor(self.model(tensors["x"]))}
+        with torch.no_grad(), MatrixProducts() as products:
+            y = self.model(tensors["x"])
+        return {"products": products.counts}, {"y": plain_tensor(y)}
+
+    def layers(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        """The input and output of each of the model's modules named, for x: where its output departs from BigNet's."""
+        captured = {}
+
+        def keep(name: str):
+            return lambda module, inputs, output: captured.update({f"{name} in": plain_tensor(inputs[0]), f"{name} out": plain_tensor(output)})
+
+        hooks = [module.register_forward_hook(keep(name)) for name, module in self.model.named_modules() if name in fields["names"]]
+        try:
+            with torch.no_grad():
+                self.model(tensors["x"])
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return {}, captured
+
+    def train(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=fields["lr"])
+        self.x = tensors["x"]
+        self.features = self.model(self.x)
+        return {}, {"features": plain_tensor(self.features)}
+
+    def step(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        self.optimizer.zero_grad()
+        self.features.backward(tensors["gradient"].to(self.features.dtype))
+        self.optimizer.step()
+        self.features = self.model(self.x)
+        return {}, {"features": plain_tensor(self.features)}
+
+    def trained(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        self.optimizer = self.features = self.x = None
+        return {}, {name: plain_tensor(p) for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def handlers(self) -> dict:
+        return {
+            Ask.LOAD: self.load, Ask.REPLACE: self.replace, Ask.FORWARD: self.forward, Ask.LAYERS: self.layers,
+            Ask.TRAIN: self.train, Ask.STEP: self.step, Ask.TRAINED: self.trained,
+        }  # fmt: skip
+
+
+def registered_tensors(model: torch.nn.Module, owners: bool = False):
+    """(name, tensor) for every parameter and buffer, shared ones under each name; with `owners`, (name, (module, attribute))."""
+    for prefix, module in model.named_modules():
+        for attribute, tensor in [*module._parameters.items(), *module._buffers.items()]:
+            if tensor is not None:
+                name = f"{prefix}.{attribute}" if prefix else attribute
+                yield name, ((module, attribute) if owners else tensor)
+
+
+class MatrixProducts(TorchFunctionMode):
+    """
+    Counts the multiply-adds of the matrix products a forward pass asks for, by dtype: where a CPU spends
+    a slow part's time (float16 products are 15 to 20 times slower there than float32 ones).
+    """
+
+    # Each product a @ b, and which dimension of b holds its outputs: linear(x, weight) is x @ weight.T.
+    OUTPUTS = {torch.nn.functional.linear: 0, **dict.fromkeys((torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm), -1)}
+
+    def __init__(self):
+        super().__init__()
+        self.counts: dict[str, int] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.OUTPUTS and len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.dim() > 0 for a in args[:2]):
+            a, b = args[:2]
+            dtype = str(a.dtype).removeprefix("torch.")
+            self.counts[dtype] = self.counts.get(dtype, 0) + a.numel() * b.shape[self.OUTPUTS[func]]
+        return func(*args, **(kwargs or {}))
+
+
+def plain_tensor(y) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"the forward pass returned a {type(y).__name__}, not a tensor")
+    return y.detach().to("cpu", copy=True)  # a copy: no view of a larger storage, no subclass state
+
+
+def main(requests: int, answers: int) -> None:
+    start, _ = protocol.read_message(requests)  # START: where the submission is, what the process may read
+    die_with_parent()
+    if protocol.STACK_SIGNAL is not None:
+        faulthandler.register(protocol.STACK_SIGNAL, all_threads=True)  # to our output, which the grading process reads
+    limit_resources(start["memory_cap"], start["output_cap"])
+    torch.set_num_threads(1)  # the same numbers whatever the machine's core count, and parts can run side by side
+    warm_up()
+    sys.path[:] = [start["submission"], *start["path"]]  # the submission's `homework` package, then Python's own
+    protections = confine(start)
+    write_all(answers, protocol.encode({"nonce": start["nonce"], "protections": protections}))
+    handlers = Session(start["part"]).handlers()
+    while True:
+        try:
+            header, payload = protocol.read_message(requests)
+        except EOFError:
+            return
+        try:
+            fields, tensors = handlers[Ask(header["ask"])](header, protocol.decode_tensors(payload))
+            message = protocol.encode({"nonce": header["nonce"], **fields}, tensors)
+        except BaseException as e:  # the submission's own errors, sys.exit included
+            message = protocol.encode({"nonce": header["nonce"], "error": describe(e, start)})
+        flush_output()  # what it printed is in its output before the grading process, answered, may end it
+        write_all(answers, message)
+
+
+def flush_output() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # past the output limit, or a stream the submission replaced
+            pass
+
+
+def write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def confine(start: dict) -> dict:
+    """Every protection this system offers, strongest first; {protection: what it achieved, or why it is unavailable}."""
+    steps = (
+        ("no new privileges", lambda: confinement.no_new_privs() or "on"),
+        ("Landlock", lambda: f"ABI {confinement.restrict_files(start['readable'])}"),
+        ("seccomp", lambda: f"{len(confinement.forbid_syscalls())} system calls refused or limited"),
+    )
+    protections = {}
+    for name, step in steps:
+        if name not in start["protections"]:
+            protections[name] = "not asked for"
+            continue
+        try:
+            protections[name] = step()
+        except (confinement.Unavailable, OSError) as e:
+            protections[name] = f"unavailable: {e}"
+    audit_hooks()
+    return protections
+
+
+def limit_resources(memory_cap: int, output_cap: int) -> None:
+    """Kernel-enforced limits (Linux; partly elsewhere). The grading process also kills the part above `memory_cap` resident."""
+    try:
+        import resource
+    except ImportError:  # Windows: the grading process's checks still apply
+        return
+    for limit, value in ((resource.RLIMIT_DATA, memory_cap), (resource.RLIMIT_FSIZE, output_cap), (resource.RLIMIT_CORE, 0)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):  # macOS refuses some limits; the grading process's checks still apply
+            pass
+
+
+def die_with_parent() -> None:
+    """Linux: be killed when the grader's thread that started us ends (a Ctrl-C, a batch timeout), not run on alone."""
+    prctl = getattr(_LIBC, "prctl", None)
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+def warm_up() -> None:
+    """
+    Import what the homework's given files import, and run a layer forward, backward and through an
+    optimizer step once: what they import and set up on first use (a temporary folder, found by
+    writing to it) happens now, before the process may write nothing.
+    """
+    tempfile.gettempdir()
+    for name in ("fire", "numpy"):  # the homework's requirements
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    layer = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.LayerNorm(1024))
+    layer(torch.ones(8, 1024)).sum().backward()
+    torch.optim.AdamW(layer.parameters()).step()
+    with torch.no_grad(), MatrixProducts():
+        layer(torch.ones(8, 1024))
+    protocol.decode_tensors(protocol.encode({}, {"x": torch.ones(4)}).split(b"\n", 1)[1])
+
+
+# Audit events refused outright while the submission runs: processes, signals to other processes, sockets,
+# limits, and every change to the file system.
+REFUSED = {
+    "os.fork", "os.forkpty", "os.exec", "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen",
+    "os.kill", "os.killpg", "signal.pthread_kill", "socket.__new__", "resource.setrlimit", "resource.prlimit",
+    "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.link", "os.symlink", "os.truncate", "os.chmod", "os.chown", "os.utime",
+}  # fmt: skip
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+
+
+def audit_hooks() -> None:
+    """
+    In-process, where the kernel offers nothing (macOS, old kernels), and for clearer errors where it
+    does: Python's audit hooks, which cannot be removed once added, refuse file writing, new
+    processes, signals and sockets. Code that calls C directly (ctypes) is not seen by them.
+    """
+
+    def hook(event: str, args: tuple) -> None:
+        if event in REFUSED:
+            raise PermissionError(f"{event} is not allowed while grading")
+        if event == "open" and isinstance(args[2], int) and args[2] & WRITE_FLAGS:
+            raise PermissionError(f"writing {args[0]} is not allowed while grading (the grader disables file writing, as the course's does)")
+
+    sys.addaudithook(hook)
+
+
+def describe(error: BaseException, start: dict) -> str:
+    """One line for the student: what went wrong, and where in their code."""
+    if isinstance(error, NotImplementedError):
+        return "not implemented"
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r})"
+    if isinstance(error, OSError) and error.errno == errno.EFBIG:  # RLIMIT_FSIZE; Python ignores its signal
+        return f"printed more than {start['output_cap'] / 2**20:g} MB"
+    try:
+        lines = str(error.msg if isinstance(error, SyntaxError) else error).strip().splitlines()
+    except Exception:  # a submission's exception can fail even at this
+        lines = ["(cannot be printed)"]
+    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)]
+    if isinstance(error, SyntaxError):
+        frames.append((error.filename or "", error.lineno))
+    frames = [(file, line) for file, line in frames if file.startswith(start["submission"])]
+    where = f" ({os.path.relpath(frames[-1][0], start['submission'])}, line {frames[-1][1]})" if frames else ""
+    if isinstance(error, MemoryError) or any("can't allocate memory" in line for line in lines):
+        return f"ran out of memory (the limit is {start['memory_cap'] / 2**30:g} GB)" + where
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300] + where
+
+
+def template(control: int) -> None:
+    """
+    Fork a part's process for each request on the `control` socket (launch.Template), and reap the ended
+    ones when asked. This process imports what every part's process needs and runs nothing else: no
+    submission, no tensor operation (which would start threads, and a fork keeps only the thread that calls it).
+    """
+    import json
+    import socket
+
+    # The homework's requirements, and what an optimizer's first step imports (torch._dynamo, 800 modules,
+    # 2 s), imported once for every part's process.
+    for name in ("fire", "numpy", "torch._dynamo"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    channel = socket.socket(fileno=control)
+    while True:
+        message, fds, _, _ = socket.recv_fds(channel, 64 * 1024, 3)
+        if not message:
+            return
+        request = json.loads(message)
+        if request["ask"] == "reap":
+            _, status = os.waitpid(request["pid"], 0)
+            channel.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
+            continue
+        pid = os.fork()
+        if pid == 0:
+            channel.close()
+            become_part(request, *fds)
+        for fd in fds:
+            os.close(fd)
+        channel.sendall(json.dumps({"pid": pid}).encode())
+
+
+def become_part(request: dict, requests: int, answers: int, log: int) -> None:
+    """In a fresh fork of the template: the part's own session, output, folder and user, then its requests."""
+    os.setsid()  # its own process group, so a kill reaches anything it started
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.chdir(request["home"])
+    os.environ.update(request["environment"])
+    if request["uid"] is not None:
+        os.setgroups([])
+        os.setgid(request["uid"])
+        os.setuid(request["uid"])
+    run(requests, answers)
+
+
+def run(requests: int, answers: int) -> None:
+    main(requests, answers)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # skips the interpreter's teardown, 0.4 s with torch loaded: the grading process has everything
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--template":
+        template(int(sys.argv[2]))
+    else:
+        run(int(sys.argv[1]), int(sys.argv[2]))

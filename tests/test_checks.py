@@ -1,0 +1,71 @@
+"""grader/checks.py: what the grading process makes of what it received, tried on tensors and numbers made here."""
+
+import pytest
+import torch
+
+from grader.checks import check_adapters, check_output, check_training, near_limit, stored_bytes, time_warning, trained_fail
+from grader.parts import PARTS
+
+LORA = next(part for part in PARTS if part.name == "lora")
+
+
+def test_memory_is_counted_by_storage_a_view_counting_its_whole_storage_and_a_shared_one_once():
+    weight = torch.zeros(1024, 1024, dtype=torch.float16)
+    assert stored_bytes({"w": weight}) == 2 * 2**20
+    assert stored_bytes({"w": weight, "tied": weight}) == 2 * 2**20
+    assert stored_bytes({"w": torch.zeros(4096, 1024)[:1]}) == 16 * 2**20  # one row of a float32 layer kept as a view: all of it
+    assert stored_bytes({"a": torch.zeros(10, dtype=torch.uint8), "b": torch.zeros(10, dtype=torch.uint8)}) == 20
+
+
+def test_adapters_are_counted_from_the_tensors_received():
+    tensors = {"a": torch.zeros(18 * 32, 1024), "b": torch.zeros(1024, 18 * 32), "frozen": torch.zeros(1024, 1024, dtype=torch.float16)}
+    passed, message = check_adapters(LORA, tensors, ["a", "b"])
+    assert passed and "trainable parameters 1.18 M < 2.00 M" in message
+    passed, message = check_adapters(LORA, {**tensors, "a": tensors["a"].half()}, ["a", "b"])
+    assert not passed and "trainable dtypes: float16, float32" in message
+    assert not check_adapters(LORA, tensors, [])[0]
+
+
+def test_trained_tensors_must_be_the_models_trainable_parameters():
+    tensors, trainable = {"a": torch.zeros(2, 3), "frozen": torch.zeros(3)}, ["a"]
+    assert trained_fail({"a": torch.ones(2, 3)}, tensors, trainable) == ""
+    assert "not one of the model's trainable parameters" in trained_fail({"frozen": torch.ones(3)}, tensors, trainable)
+    assert "not one of" in trained_fail({"a": torch.ones(3, 2)}, tensors, trainable)
+    assert "not all of" in trained_fail({}, tensors, trainable)
+
+
+def test_training_credit_runs_from_the_starting_accuracy_to_the_target():
+    assert check_training(0.5, 0.93, 5, True)[0] == 1.0
+    assert check_training(0.5, 0.65, 20, True)[0] == pytest.approx(0.5)
+    assert check_training(0.6, 0.6, 20, True)[0] == 0.0  # luck at the start is not learning
+    assert check_training(0.48, 0.5, 20, False)[0] == 0.0  # NaN outputs pick class 0: chance
+    assert check_training(0.5, float("nan"), 20, True) == (0.0, "the accuracy is NaN")
+
+
+def test_outputs_must_be_finite_floats_of_the_right_shape():
+    reference_output = torch.zeros(4, 8)
+
+    def check(y):
+        return check_output(y, reference_output, 0.002, None)[:2]
+
+    assert check(torch.full((4, 8), 0.001, dtype=torch.float16))[0]
+    assert check(torch.full((4, 8), float("nan"))) == (False, "the output has NaN or inf values")
+    assert check(torch.zeros(4, 7)) == (False, "the output is float32 (4, 7); expected float (4, 8)")
+    assert check(torch.zeros(4, 8, dtype=torch.long))[0] is False
+
+
+def test_an_output_as_close_to_its_limit_as_hidden_draws_vary_is_warned():
+    assert near_limit({"max_diff": 0.3, "mean_diff": 0.01}, 0.5, 0.1) == ""
+    said = near_limit({"max_diff": 0.4, "mean_diff": 0.01}, 0.5, 0.1)
+    assert said == "max abs diff 0.4 is within 30% of its limit 0.5, as much as hidden cases of this weight family vary: one may fail"
+    assert near_limit({"max_diff": 0.001, "mean_diff": 0.09}, 0.5, 0.1).startswith("mean abs diff 0.09 is within")
+    assert near_limit({"max_diff": 0.0018, "mean_diff": 0.0}, 0.002, None).startswith("max abs diff")
+    assert near_limit({"max_diff": 0.526, "mean_diff": 0.08}, 0.5, 0.1).endswith("one may pass")  # failed, but not by much
+    assert near_limit({"max_diff": 1.23, "mean_diff": 0.2}, 0.3, 0.05) == ""  # far over: no hidden case passes either
+
+
+def test_a_part_near_its_time_limit_or_computing_in_half_precision_is_warned():
+    said = time_warning({"float16": 9, "float32": 1}, 7.2, 300)
+    assert said == "90% of its matrix products are in float16 or bfloat16, which a CPU computes 15 to 20 times slower than float32: it used 7 s of CPU time here, and hidden cases, several times larger, must fit in 300 s"
+    assert time_warning({"float32": 9, "bfloat16": 1}, 100, 300) == time_warning({}, 150, 300) == ""
+    assert time_warning({"float32": 1}, 151, 300) == "it used 151 s of CPU time, over half its limit of 300 s, and hidden cases are several times larger"
