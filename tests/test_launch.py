@@ -1,0 +1,50 @@
+"""grader/launch.py: who a part's process runs as, and what it may read."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from grader import launch
+from grader.launch import Uids, python_folders, readable_by_others
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="uids of their own need root")
+def test_grading_runs_side_by_side_hold_blocks_of_uids_of_their_own(monkeypatch):
+    monkeypatch.setattr(launch, "readable_by_others", lambda path: True)
+    first, second = Uids(), Uids()
+    try:
+        assert first.separate and second.separate
+        taken = [first.take(), first.take(), second.take()]
+        assert taken[1] == taken[0] + 1 and abs(taken[2] - taken[0]) >= launch.UIDS_PER_RUN
+        assert all(not launch.has_account(uid) for uid in taken)
+    finally:
+        first.close()
+    third = Uids()  # the first block is free again
+    try:
+        assert third.take() == taken[0]
+    finally:
+        second.close()
+        third.close()
+
+
+def test_a_python_others_cannot_read_is_not_lent_to_other_users():
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # pytest's own folders are its user's alone
+        os.chmod(folder, 0o755)
+        private = Path(folder) / "private"
+        private.mkdir(mode=0o700)
+        (private / "python").write_text("")
+        assert not readable_by_others(private / "python")
+        private.chmod(0o755)
+        (private / "python").chmod(0o644)
+        assert readable_by_others(private / "python")
+
+
+def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path):
+    repo = Path(__file__).resolve().parent.parent
+    readable, path = python_folders([repo / "homework", repo / "checkpoints"])
+    assert "/proc" not in readable and os.path.realpath(sys.prefix) in readable
+    assert not any(folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable)  # the repository holds the private folders
+    assert all(os.path.realpath(entry) in readable for entry in path)
