@@ -18,7 +18,7 @@ import torch
 
 from grader import reference
 from grader.grade import cpu_count, cpu_quota, grade
-from grader.parts import GUESSABLE, PARTS, PUBLIC, Checkpoint, GraderError, Inputs, load_suite
+from grader.parts import GUESSABLE, PARTS, PUBLIC, Checkpoint, GraderError, Inputs, Suite, load_suite
 from grader.reference import output_limits
 from grader.report import render
 from test_grader import STUB
@@ -254,3 +254,41 @@ def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, quota):
 def test_parts_run_one_at_a_time_on_less_than_a_core(monkeypatch):
     monkeypatch.setattr("grader.grade.cpu_quota", lambda: 0.5)
     assert cpu_count() == 1
+
+
+def test_a_grader_failure_while_scoring_one_part_costs_that_part_alone(monkeypatch):
+    """A full disk while copying a part's checkpoint (ENOSPC), say: that part scores 0, saying so, and the others are graded."""
+    from grader.part_process import PartProcess
+
+    copy = PartProcess.load
+
+    def load(self, checkpoint, seed, send):
+        if self.part == "half_precision" and send:
+            raise OSError(28, "No space left on device")
+        return copy(self, checkpoint, seed, send)
+
+    monkeypatch.setattr(PartProcess, "load", load)
+    report = grade(REPO / "homework", parts=("half_precision", "low_precision"), suite=Suite())
+    half, low = report.parts
+    assert half.score == 0 and half.reason == "the grader failed on this part (OSError: [Errno 28] No space left on device): tell the course staff"
+    assert low.score == 20
+
+
+def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, monkeypatch):
+    """Any process can read another's command line (/proc/PID/cmdline): a batch's graders are told in private."""
+    import grader.batch
+    from grader.canvas import Submission
+
+    seen = {}
+
+    def run(command, env, **options):
+        seen.update(command=" ".join(command), env=env)
+        raise subprocess.TimeoutExpired(command, 0)
+
+    monkeypatch.setattr(grader.batch.subprocess, "run", run)
+    zip_path = starter_zip(tmp_path, "doejane_123_hw1")
+    hidden = tmp_path / "staff-hidden.json"
+    failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10, 1)
+    assert failure == "the grader did not finish in time"
+    assert "doejane" not in seen["command"] and "123" not in seen["command"] and "staff-hidden" not in seen["command"] and "--for-credit" in seen["command"]
+    assert seen["env"]["GRADER_HIDDEN"] == str(hidden.resolve())
