@@ -25,6 +25,7 @@ Within a part:
 """
 
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -116,7 +117,7 @@ def grade(
         readable, path = python_folders(private)
         start_fields = {"readable": readable, "path": path, "memory_cap": MEMORY_CAP, "output_cap": OUTPUT_CAP, "protections": list(PROTECTIONS)}
         with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
-            prepare(Path(tmp), package, write_decoy)
+            prepare(Path(tmp), package, write_decoy, uids.group)
             start_parts = launcher(Path(tmp))
             grading = Grading(Path(tmp), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
             order = sorted(selected, key=lambda part: SLOWEST_FIRST.index(part.name))
@@ -137,8 +138,6 @@ def grade(
 
 
 def seccomp_available() -> bool:
-    import platform
-
     return platform.system() == "Linux" and platform.machine().lower() in SYSCALLS
 
 
@@ -195,7 +194,9 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     processes: list[PartProcess] = []
 
     def new_process(role: str) -> PartProcess:
-        processes.append(PartProcess(part.name, grading.root, role, budget, grading.uids.take(), grading.launcher, grading.start_fields))
+        uid = grading.uids.take()
+        user = (uid, grading.uids.group) if uid is not None else None
+        processes.append(PartProcess(part.name, grading.root, role, budget, user, grading.launcher, grading.start_fields))
         return processes[-1]
 
     try:

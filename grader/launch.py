@@ -4,8 +4,9 @@ folder it reads from, the user it runs as, and the two ways to start it.
 
 When the grader runs as root (a Gradescope container, a staff server), every part's process runs as
 a user of its own: a numeric uid that no account and no other process has, one of a block of uids
-(Uids) that one grading run holds for as long as it runs. So no part's process can signal, trace or
-read the memory or files of another, of the same submission or of another graded beside it.
+(Uids) that one grading run holds for as long as it runs, in a group of that run's alone, which
+alone may read its grading folder. So no part's process can signal, trace or read the memory or
+files of another, of the same submission or of another graded beside it.
 """
 
 import fcntl
@@ -31,10 +32,11 @@ PYTHON_FLAGS = ("-E", "-B", "-X", "utf8")  # no PYTHON* variables, no .pyc files
 FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536, as containers map them
 
 
-def prepare(root: Path, submission: Path, write_decoy) -> None:
+def prepare(root: Path, submission: Path, write_decoy, group: int | None) -> None:
     """
     The grading folder: runtime/ (the part's program), code/homework (a copy of the submission) and
-    decoy/checkpoint.pth (what an answering process loads), readable by every part's process.
+    decoy/checkpoint.pth (what an answering process loads), readable by this run's part processes:
+    by `group` alone, if they have one, else by everyone.
     """
     runtime = root / "runtime"
     runtime.mkdir()
@@ -45,7 +47,15 @@ def prepare(root: Path, submission: Path, write_decoy) -> None:
     (root / "decoy").mkdir()
     write_decoy(root / "decoy" / "checkpoint.pth")
     for path in [root, *root.rglob("*")]:
-        path.chmod(0o711 if path == root else 0o755 if path.is_dir() else 0o644)  # the root can be crossed, not listed
+        share(path, group, crossed_only=path == root)
+
+
+def share(path: Path, group: int | None, crossed_only: bool = False) -> None:
+    """Let this run's part processes read `path` (a folder that is `crossed_only` can be entered, not listed)."""
+    if group is not None:
+        os.chown(path, 0, group)
+    others = 0 if group is not None else 0o1 if crossed_only else 0o5 if path.is_dir() else 0o4
+    path.chmod((0o710 if crossed_only else 0o750 if path.is_dir() else 0o640) | others)
 
 
 class Uids:
@@ -55,7 +65,7 @@ class Uids:
     """
 
     def __init__(self):
-        self.next, self.last, self.lock, self.note = None, None, None, ""
+        self.next, self.last, self.group, self.lock, self.note = None, None, None, None, ""
         self.taking = threading.Lock()  # parts side by side take uids
         if not hasattr(os, "geteuid") or os.geteuid() != 0:
             self.note = "the grader is not root: parts run as its own user"
@@ -81,8 +91,8 @@ class Uids:
             except BlockingIOError:
                 lock.close()
                 continue
-            self.lock, self.next, self.last = lock, first, first + UIDS_PER_RUN - 1
-            self.note = f"a user of its own for each part's process (uids {first} to {self.last})"
+            self.lock, self.group, self.next, self.last = lock, first, first + 1, first + UIDS_PER_RUN - 1
+            self.note = f"a user of its own for each part's process (uids {first + 1} to {self.last}, in group {first})"
             return
         raise GraderError(f"all {RUNS} blocks of uids from {FIRST_UID} are in use by graders running now")
 
@@ -91,7 +101,7 @@ class Uids:
         return self.next is not None
 
     def take(self) -> int | None:
-        """A uid no part's process of this run has had yet (None: the grader's own user)."""
+        """A uid no part's process of this run has had yet (None: the grader's own user); its group is `group`."""
         if not self.separate:
             return None
         with self.taking:
@@ -136,8 +146,8 @@ class Interpreters:
         self.program = root / "runtime" / "part_runtime.py"
         self.processes: dict[int, subprocess.Popen] = {}
 
-    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None) -> int:
-        user = {"user": uid, "group": uid, "extra_groups": []} if uid is not None else {}
+    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None, gid: int | None) -> int:
+        user = {"user": uid, "group": gid, "extra_groups": []} if uid is not None else {}
         process = subprocess.Popen(
             [sys.executable, *PYTHON_FLAGS, str(self.program), str(requests), str(answers)],
             cwd=home,
@@ -188,9 +198,9 @@ class Template:
             raise GraderError("the grader's template process for the parts ended (see grader/part_runtime.py --template)")
         return json.loads(reply)
 
-    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None) -> int:
+    def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None, gid: int | None) -> int:
         changes = {k: v for k, v in environment(home).items() if k in ("HOME", "TMPDIR")}
-        return self._call({"ask": "fork", "home": str(home), "environment": changes, "uid": uid}, [requests, answers, log])["pid"]
+        return self._call({"ask": "fork", "home": str(home), "environment": changes, "uid": uid, "gid": gid}, [requests, answers, log])["pid"]
 
     def reap(self, pid: int) -> int:
         """The exit code of an ended process (negative: the signal that killed it), once the kernel has it."""

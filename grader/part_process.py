@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .launch import kill_group, process_state
+from .launch import kill_group, process_state, share
 from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, one_line, take_message
 
 POLL_SECONDS = 0.05
@@ -69,14 +69,16 @@ class Budget:
 class PartProcess:
     """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
 
-    def __init__(self, part: str, root: Path, role: str, budget: Budget, uid: int | None, launcher, start_fields: dict):
-        self.part, self.budget, self.uid, self.launcher, self.start_fields = part, budget, uid, launcher, start_fields
+    def __init__(self, part: str, root: Path, role: str, budget: Budget, user: tuple | None, launcher, start_fields: dict):
+        """`user`: (uid, gid) to run as, or None for the grader's own."""
+        self.part, self.budget, self.launcher, self.start_fields = part, budget, launcher, start_fields
+        self.uid, self.gid = user or (None, None)
         self.root = root = Path(os.path.realpath(root))  # as /proc names it
         self.folder = root / f"{part}-{role}"
         self.home, self.inbox, self.log = self.folder / "home", self.folder / "load", self.folder / "output.txt"
-        for folder, mode in ((self.folder, 0o711), (self.home, 0o755), (self.inbox, 0o711)):
+        for folder in (self.folder, self.home, self.inbox):
             folder.mkdir()
-            folder.chmod(mode)
+            share(folder, self.gid, crossed_only=folder != self.home)
         self.pid: int | None = None
         self.returncode: int | None = None
         self.buffer = bytearray()  # what the process sent beyond the last answer, grown in place
@@ -120,7 +122,7 @@ class PartProcess:
         os.set_blocking(self.requests, False)  # a process that stops reading must not block the grading process
         fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the grader's alone: no part reads another's output
         try:
-            self.pid = self.launcher.spawn(requests_r, answers_w, fd, self.home, self.uid)
+            self.pid = self.launcher.spawn(requests_r, answers_w, fd, self.home, self.uid, self.gid)
         finally:
             os.close(fd)
         self.budget.started(self.pid)

@@ -346,7 +346,7 @@ def become_part(request: dict, requests: int, answers: int, log: int) -> None:
     os.environ.update(request["environment"])
     if request["uid"] is not None:
         os.setgroups([])
-        os.setgid(request["uid"])
+        os.setgid(request["gid"])
         os.setuid(request["uid"])
     run(requests, answers)
 

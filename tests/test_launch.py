@@ -48,3 +48,18 @@ def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path):
     assert "/proc" not in readable and os.path.realpath(sys.prefix) in readable
     assert not any(folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable)  # the repository holds the private folders
     assert all(os.path.realpath(entry) in readable for entry in path)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving files to a group needs root")
+def test_a_grading_folder_is_readable_by_its_runs_group_alone(tmp_path):
+    submission = tmp_path / "homework"
+    submission.mkdir()
+    (submission / "__init__.py").write_text("")
+    (tmp_path / "run").mkdir()
+    launch.prepare(tmp_path / "run", submission, lambda path: path.write_bytes(b"decoy"), group=45000)
+    code = tmp_path / "run" / "code" / "homework" / "__init__.py"
+    assert (code.stat().st_gid, code.stat().st_mode & 0o777) == (45000, 0o640)
+    assert ((tmp_path / "run").stat().st_mode & 0o777) == 0o710  # entered by the group, listed by no one
+    (tmp_path / "shared").mkdir()
+    launch.prepare(tmp_path / "shared", submission, lambda path: path.write_bytes(b"decoy"), group=None)
+    assert ((tmp_path / "shared" / "code" / "homework" / "__init__.py").stat().st_mode & 0o777) == 0o644
