@@ -17,6 +17,7 @@ the one assignment column, and the rows Canvas itself writes above the students 
 """
 
 import csv
+import io
 import re
 import sys
 from dataclasses import dataclass
@@ -131,7 +132,8 @@ def read_csv(path: str | Path) -> tuple[list[str], list[list[str]]]:
     except (OSError, UnicodeDecodeError) as e:
         raise GraderError(f"cannot read {path}: {e}") from None
     first = text.partition("\n")[0]
-    lines = list(csv.reader(text.splitlines(), delimiter=";" if first.count(";") > first.count(",") else ","))
+    # A file object, not splitlines(): a quoted field may hold a line break (a reason, a name).
+    lines = list(csv.reader(io.StringIO(text, newline=""), delimiter=";" if first.count(";") > first.count(",") else ","))
     if not lines:
         raise GraderError(f"{path} is empty")
     return lines[0], lines[1:]

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from grader.canvas import DOWNLOAD_NAME, Submission, fill_gradebook, submissions, without_zip
+from grader.canvas import DOWNLOAD_NAME, Submission, fill_gradebook, read_csv, submissions, without_zip
 from grader.parts import GraderError
 
 
@@ -111,3 +111,10 @@ def test_a_file_that_is_not_a_gradebook_export_is_one_line(tmp_path):
     results, _ = write_inputs(tmp_path)
     with pytest.raises(GraderError, match="is not a Canvas gradebook export"):
         fill_gradebook(results, results, "9001", tmp_path / "import.csv")
+
+
+def test_a_csv_field_may_hold_a_line_break(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text('id,status,score,reason\n123,graded,5,"first line\nsecond line"\n')
+    header, rows = read_csv(path)
+    assert header == ["id", "status", "score", "reason"] and rows == [["123", "graded", "5", "first line\nsecond line"]]
