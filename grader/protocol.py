@@ -156,6 +156,9 @@ def decode_tensors(payload: bytes) -> dict:
         raise ValueError(f"tensors that cannot be read back ({type(e).__name__})") from None
     if not isinstance(tensors, dict) or not all(isinstance(k, str) and type(v) in (torch.Tensor, torch.nn.Parameter) for k, v in tensors.items()):
         raise ValueError("a payload that is not a dict of named tensors")
+    plain = [name for name, t in tensors.items() if t.layout != torch.strided or t.device.type != "cpu" or t.is_quantized]
+    if plain:  # sparse, quantized or meta tensors: their storage is not what they hold
+        raise ValueError(f"a tensor that is not a plain CPU tensor ({plain[0][:60]})")
     return {name: tensor.detach() for name, tensor in tensors.items()}
 
 
@@ -170,8 +173,10 @@ def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes] | None, bytearra
         header = json.loads(buffer[:end], parse_constant=refuse_constant)
     except ValueError:
         raise ValueError("a header that is not JSON") from None
-    if not isinstance(header, dict) or type(header.get("size")) is not int or not 0 <= header["size"] <= MAX_PAYLOAD:
+    if not isinstance(header, dict) or type(header.get("size")) is not int or header["size"] < 0:
         raise ValueError("a header without a valid size")
+    if header["size"] > MAX_PAYLOAD:
+        raise ValueError(f"a message of {header['size'] / 2**20:.0f} MB, over the limit of {MAX_PAYLOAD / 2**20:.0f} MB")
     stop = end + 1 + header["size"]
     if len(buffer) < stop:
         return None, buffer

@@ -49,6 +49,13 @@ def test_a_load_answer_carries_the_models_tensors_views_with_their_whole_storage
         answer_to(Request(Ask.LOAD, {"path": "p", "seed": 0, "send": False}), {"names": "w", "trainable": []})
 
 
+def test_only_plain_cpu_tensors_are_taken():
+    request = Request(Ask.TRAINED)
+    for odd in (torch.zeros(3, 3).to_sparse(), torch.zeros(3, device="meta")):
+        with pytest.raises(BadAnswer, match="not a plain CPU tensor"):
+            answer_to(request, {}, {"w": odd})
+
+
 def test_an_error_answer_stops_the_part_with_the_submissions_reason_on_one_line():
     with pytest.raises(PartStopped) as stopped:
         answer_to(Request(Ask.TRAINED), {"error": "not\nimplemented\x1b[31m" + "x" * 1000})
@@ -65,6 +72,8 @@ def test_messages_are_taken_only_when_complete_and_well_formed():
     message = b'{"nonce": "a", "size": 3}\nabc'
     assert take_message(message + message[:5]) == (({"nonce": "a", "size": 3}, b"abc"), message[:5])
     assert take_message(message[:-1]) == (None, message[:-1])
+    with pytest.raises(ValueError, match="a message of 200 MB, over the limit of 160 MB"):
+        take_message(b'{"size": 209715200}\n')
     for bad in (b'{"size": -1}\n', b"[1, 2]\n", b"not json\n", b'{"size": NaN}\n', b'{"size": true}\n', b"x" * (64 * 1024 + 1)):
         with pytest.raises(ValueError):
             take_message(bad)
