@@ -15,6 +15,7 @@ import os
 import pwd
 import shutil
 import signal
+import site
 import socket
 import stat
 import subprocess
@@ -237,18 +238,26 @@ def kill_group(pid: int) -> None:
 
 def python_folders(private: list[Path]) -> tuple[list[str], list[str]]:
     """
-    (what a part's process may read, its sys.path): Python and its packages, the system's libraries and
-    configuration, never a folder that holds, or lies in, one of the grader's private paths (its
-    checkpoints, its homework package, the hidden configuration), nor /proc, where other processes'
-    command lines are. Computed here, so that no private path is ever named to a part's process.
+    (what a part's process may read, its sys.path): Python, its packages (site-packages, the user's
+    too), the system's libraries and configuration; never the folder the grader was started from or a
+    PYTHONPATH entry (a folder of submissions, say), nor one that holds, or lies in, one of the grader's
+    private paths (its checkpoints, its homework package, the hidden configuration), nor /proc, where
+    other processes' command lines are. Computed here, so that no private path is ever named to a part's process.
     """
     system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/sys", "/dev"]
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    sites = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     private = [os.path.realpath(p) for p in private]
 
-    def overlaps(path: str) -> bool:
-        return any(path == p or path.startswith(p + os.sep) or p.startswith(path + os.sep) for p in private)
+    def inside(path: str, folders) -> bool:
+        return any(path == f or path.startswith(f + os.sep) for f in folders)
 
-    candidates = {os.path.realpath(p) for p in [sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path, *system] if p and os.path.exists(p)}
-    readable = sorted(p for p in candidates if not overlaps(p))
-    path = [p for p in sys.path if p and os.path.realpath(p) in readable]
-    return readable, path
+    def pythons_own(entry: str) -> bool:
+        return os.path.exists(entry) and (os.path.realpath(entry) in sites or inside(os.path.realpath(entry), roots))
+
+    def overlaps(path: str) -> bool:
+        return inside(path, private) or any(p.startswith(path + os.sep) for p in private)
+
+    path = [entry for entry in sys.path if entry and pythons_own(entry) and not overlaps(os.path.realpath(entry))]
+    candidates = {os.path.realpath(p) for p in [*roots, *sites, *path, *system] if os.path.exists(p)}
+    return sorted(p for p in candidates if not overlaps(p)), path

@@ -42,9 +42,11 @@ def test_a_python_others_cannot_read_is_not_lent_to_other_users():
         assert readable_by_others(private / "python")
 
 
-def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path):
+def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path, monkeypatch):
     repo = Path(__file__).resolve().parent.parent
+    monkeypatch.syspath_prepend(str(tmp_path))  # where the grader was started, or a PYTHONPATH entry: a folder of submissions, say
     readable, path = python_folders([repo / "homework", repo / "checkpoints"])
+    assert str(tmp_path) not in path and not any(folder.startswith(str(tmp_path)) for folder in readable)
     assert "/proc" not in readable and os.path.realpath(sys.prefix) in readable
     assert not any(folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable)  # the repository holds the private folders
     assert all(os.path.realpath(entry) in readable for entry in path)
