@@ -59,7 +59,7 @@ def make_class(folder: Path, tmp: Path) -> dict:
 
 
 def tree_memory(pid: int) -> int:
-    """Proportional set size of `pid` and everything under it (from /proc): forked workers share pages, counted once."""
+    """Proportional set size of `pid` and everything under it (from /proc): forked part processes share pages, counted once."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         try:

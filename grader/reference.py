@@ -183,7 +183,7 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
         HIDDEN_DIR.mkdir(parents=True, exist_ok=True)
         temporary = cache_path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(cache, indent=1))
-        os.replace(temporary, cache_path)  # atomic: batch workers may read it meanwhile
+        os.replace(temporary, cache_path)  # atomic: graders side by side in a batch may read it meanwhile
     return tuple(cache[key])
 
 
@@ -221,7 +221,7 @@ def first_departing_layer(layers: dict, scheme: str, checkpoint: Checkpoint) -> 
 
 @contextlib.contextmanager
 def one_thread():
-    """Compute on one thread, as the workers do: the same numbers on every machine, and the workers keep the cores."""
+    """Compute on one thread, as the part processes do: the same numbers on every machine, and they keep the cores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -132,8 +132,8 @@ def stop_in_load(module: str, body: str):
 REPO = REFERENCE.parent
 GRADER_CHECKPOINT = REPO / "checkpoints" / "bignet.pth"  # where the grader keeps its default checkpoint
 
-# Writes the answers a worker sends, BigNet's exact outputs on the public inputs among them, into the
-# grading process's pipe (found in worker.main's frame, where it is `answers`), then exits.
+# Writes the answers a part's process sends, BigNet's exact outputs on the public inputs among them, into the
+# grading process's pipe (found in part_runtime.main's frame, where it is `answers`), then exits.
 OWN_REPORT = """
 def load(path=None):
     import io, json, os, sys
