@@ -38,7 +38,8 @@ def bundle(homework_dir: Path, utid: str, force: bool = False) -> Path:
         raise BundleError(f"{homework_dir} does not exist")
     if not homework_dir.is_dir():
         raise BundleError(f"{homework_dir} is not a folder")
-    if homework_dir.name != "homework" or not (homework_dir / "__init__.py").is_file():
+    # Any case: on a case-insensitive file system (macOS, Windows) "Homework" is the same folder.
+    if homework_dir.name.lower() != "homework" or not (homework_dir / "__init__.py").is_file():
         raise BundleError(f"{homework_dir} is not the homework package (homework/__init__.py)")
     out = Path(f"{utid}.zip")
     if out.exists() and not force:
@@ -60,9 +61,10 @@ def bundle(homework_dir: Path, utid: str, force: bool = False) -> Path:
     # Write a temporary file, then rename it: an interrupted run never leaves a broken zip behind.
     tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+        # strict_timestamps=False: a file dated before 1980 (zip's first year) is stored as 1980, not refused.
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, strict_timestamps=False) as archive:
             for path in files:
-                archive.write(path, path.relative_to(homework_dir.parent).as_posix())
+                archive.write(path, "homework/" + path.relative_to(homework_dir).as_posix())  # the grader looks for homework/
         tmp.replace(out)
     except OSError as e:
         raise BundleError(f"cannot write {out}: {e}") from None

@@ -1,5 +1,6 @@
 """bundle.py: packs only the homework sources, and the grader unpacks them unchanged."""
 
+import os
 import random
 import re
 import shutil
@@ -120,3 +121,17 @@ def test_command_line(homework, tmp_path):
     assert again.stderr == "error: abc123.zip already exists; delete it or pass --force to replace it\n"
 
     assert run_bundle("homework", "abc123", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_a_file_dated_before_1980_is_packed(homework):
+    """zip has no year before 1980: such a date (an unpacked archive's, a clock reset) is stored as 1980."""
+    os.utime(homework / "lora.py", (0, 0))  # 1970
+    with zipfile.ZipFile(bundle(homework, "abc123")) as archive:
+        assert archive.getinfo("homework/lora.py").date_time[0] == 1980
+
+
+def test_the_folder_may_be_named_in_any_case(homework):
+    """On a case-insensitive file system, `python bundle.py Homework ID` names the same folder: the zip holds homework/ all the same."""
+    renamed = homework.rename(homework.with_name("Homework"))
+    with zipfile.ZipFile(bundle(renamed, "abc123")) as archive:
+        assert "homework/__init__.py" in archive.namelist() and not any(name.startswith("Homework/") for name in archive.namelist())
