@@ -21,6 +21,9 @@ from .parts import HIDDEN_ENV, PART_NAMES, TIMEOUT, WALL_FACTOR, GraderError, lo
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for stream in (sys.stdout, sys.stderr):  # any code page: what it cannot show (a path's é, a ✓ printed by a part) is escaped
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         if os.name == "nt":  # process groups, resource limits and fd passing are POSIX
             raise GraderError("the grader runs on Linux and macOS; on Windows, run it in WSL")

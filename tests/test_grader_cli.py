@@ -292,3 +292,16 @@ def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, m
     assert failure == "the grader did not finish in time"
     assert "doejane" not in seen["command"] and "123" not in seen["command"] and "staff-hidden" not in seen["command"] and "--for-credit" in seen["command"]
     assert seen["env"]["GRADER_HIDDEN"] == str(hidden.resolve())
+
+
+def test_the_report_prints_in_any_code_page(tmp_path):
+    """A console that cannot show é (Windows' default code pages): the report escapes it rather than crash."""
+    package = tmp_path / "café" / "homework"
+    package.parent.mkdir()
+    starter_zip(tmp_path, "s")
+    with zipfile.ZipFile(tmp_path / "s.zip") as archive:
+        archive.extractall(package.parent)
+    result = subprocess.run(
+        [sys.executable, "-m", "grader", str(package), "--part", "half_precision"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}
+    )
+    assert result.returncode == 0 and "caf\\xe9" in result.stdout and "0 / 20" in result.stdout, result.stderr
