@@ -65,3 +65,13 @@ def test_a_grading_folder_is_readable_by_its_runs_group_alone(tmp_path):
     (tmp_path / "shared").mkdir()
     launch.prepare(tmp_path / "shared", submission, lambda path: path.write_bytes(b"decoy"), group=None)
     assert ((tmp_path / "shared" / "code" / "homework" / "__init__.py").stat().st_mode & 0o777) == 0o644
+
+
+def test_packages_installed_with_pip_install_user_are_on_a_parts_path(tmp_path, monkeypatch):
+    """A part's HOME is its own folder, so its interpreter would not find the user's site-packages: the grader names them."""
+    user_site = tmp_path / "user-site"
+    user_site.mkdir()
+    monkeypatch.setattr(launch.site, "getusersitepackages", lambda: str(user_site))
+    monkeypatch.syspath_prepend(str(user_site))
+    readable, path = python_folders([])
+    assert str(user_site) in path and str(user_site) in readable
