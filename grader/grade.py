@@ -44,7 +44,7 @@ from .confinement import SYSCALLS, landlock_abi
 from .launch import Uids, launcher, prepare, python_folders
 from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, PUBLIC, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Part, Suite, derived_seed
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
-from .protocol import Answer, PartStopped, Stop, one_line
+from .protocol import PartStopped, Stop, one_line
 from .reference import BIGNET_LINEARS, CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, trusted, write_decoy
 from .results import Case, PartResult, Report
 
@@ -141,24 +141,30 @@ def seccomp_available() -> bool:
     return platform.system() == "Linux" and platform.machine().lower() in SYSCALLS
 
 
+def credit_lacks(seccomp: bool, landlock: bool, separate_users: bool) -> list[str]:
+    """
+    What grading for credit needs and lacks: seccomp (no file written, no process started, no signal to
+    another), and Landlock or users of their own (no file of the grader's or of another run read).
+    Without them a part could read the hidden cases, or leave data for a later process.
+    """
+    return ([] if seccomp else ["seccomp"]) + ([] if landlock or separate_users else ["Landlock"])
+
+
 def refuse_unless_protected(uids: Uids, landlock: bool, seccomp: bool) -> None:
-    """
-    Grading for credit needs what keeps parts from each other and from the secret: seccomp (no file
-    written, no process started, no signal to another), and Landlock or a user of their own (no file of
-    the grader's read). Without them a part could read the hidden cases, or leave data for a later
-    process: refuse, in one line, rather than grade what cannot be trusted.
-    """
-    missing = [] if seccomp else ["seccomp (Linux on x86_64 or aarch64)"]
-    if not landlock and not uids.separate:
-        missing.append(f"Landlock (Linux 5.13+) or a user of their own for the parts ({uids.note})")
+    """Before grading for credit: refuse, in one line, where this system cannot give the parts what credit_lacks names."""
+    why = {"seccomp": "seccomp (Linux on x86_64 or aarch64)", "Landlock": f"Landlock (Linux 5.13+) or a user of their own for the parts ({uids.note})"}
+    missing = [why[name] for name in credit_lacks(seccomp, landlock, uids.separate)]
     if missing:
         raise GraderError(f"cannot grade for credit here: the parts would run without {' and without '.join(missing)}; the public self-check still runs")
 
 
 def required_protections(protections: dict, grading: Grading) -> None:
     """A part's process that could not set up what grading for credit needs stops the whole grade (fail closed)."""
-    needed = ("seccomp",) if grading.uids.separate else ("seccomp", "Landlock")
-    missing = [name for name in needed if protections.get(name, "unavailable").startswith(("unavailable", "not asked"))]
+
+    def working(name: str) -> bool:
+        return not protections.get(name, "unavailable").startswith(("unavailable", "not asked"))
+
+    missing = credit_lacks(working("seccomp"), working("Landlock"), grading.uids.separate)
     if grading.for_credit and missing:
         raise GraderError(f"cannot grade for credit here: a part's process could not set up {', '.join(f'{name} ({protections.get(name)})' for name in missing)}")
 
@@ -194,9 +200,7 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     processes: list[PartProcess] = []
 
     def new_process(role: str) -> PartProcess:
-        uid = grading.uids.take()
-        user = (uid, grading.uids.group) if uid is not None else None
-        processes.append(PartProcess(part.name, grading.root, role, budget, user, grading.launcher, grading.start_fields))
+        processes.append(PartProcess(part.name, grading.root, role, budget, grading.uids.take(), grading.launcher, grading.start_fields))
         return processes[-1]
 
     try:
@@ -231,19 +235,24 @@ class Loaded:
     probe: torch.Tensor | None
 
 
-def load_elsewhere(process: PartProcess, checkpoint: Path, seed: int, probe: torch.Tensor, grading: Grading) -> Loaded:
-    """load() on `checkpoint` in `process`, which is then ended: all that comes out of it is the model's tensors."""
+def load_elsewhere(process: PartProcess, checkpoint: Path, seed: int, grading: Grading, probe: torch.Tensor | None = None) -> Loaded:
+    """
+    load() on `checkpoint` in `process`, which is then ended: all that comes out of it is the model's
+    tensors, and (with `probe`) its output on those inputs, to tell a model that does not survive the round trip.
+    """
     with process:
         required_protections(process.start(), grading)
         answer = process.load(checkpoint, seed, send=True)
         if answer.tensors.keys() != set(answer.fields["names"]) or not set(answer.fields["trainable"]) <= answer.tensors.keys():
             raise PartStopped(Stop.REFUSED, "its answer to load does not hold the tensors it names")
-        try:
-            y = process.forward(probe).tensors["y"]
-        except PartStopped as stopped:
-            if stopped.stop != Stop.RAISED:
-                raise
-            y = None  # the answering process will raise too, and say so
+        y = None
+        if probe is not None:
+            try:
+                y = process.forward(probe).tensors["y"]
+            except PartStopped as stopped:
+                if stopped.stop != Stop.RAISED:
+                    raise
+                # it raised: the answering process will raise too, and say so in the output case
     return Loaded(answer.tensors, answer.fields["trainable"], y)
 
 
@@ -265,7 +274,8 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     limits = output_limits(part, suite)
     batches = [trusted("compare").random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
     probe = batches[0][:PROBE]
-    loads = [load_elsewhere(new_process(f"load-{c + 1}"), path, 0, probe, grading) for c, path in enumerate(grading.checkpoints)]
+    # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
+    loads = [load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
     with new_process("answer") as answerer:
         result.protections = answerer.start()
         required_protections(result.protections, grading)
@@ -274,17 +284,20 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
             put_in_place(answerer, loaded, names)
             for i, (inputs, x) in enumerate(zip(suite.inputs, batches)):
                 checkpoint = suite.checkpoints[c]
-                y = answerer.forward(x).tensors["y"]
+                first = c == 0 and i == 0
+                answer = answerer.forward(x, profile=first)  # the first also counts its matrix products by dtype (time_warning)
+                if first:
+                    result.figures["products"] = answer.fields["products"]
+                y = answer.tensors["y"]
                 passed, message, diffs = check_output(y, grading.references[checkpoint, inputs], *limits[checkpoint, inputs])
                 award(cases[output_name(suite, c, i)], passed, message)
                 close = diffs and near_limit(diffs, *limits[checkpoint, inputs])
                 if close:
                     result.warnings.append(f"{output_name(suite, c, i)}: {close}")
-                if c == 0 and i == 0:
+                if first:
                     result.figures.update(diffs)
             if c == 0 and cases[output_name(suite, 0, 0)].score == 0:  # not BigNet's output: say where, and why
                 cases[output_name(suite, 0, 0)].message += departure(answerer, part, suite.checkpoints[0], probe) + round_trip(answerer, loaded, probe)
-        result.figures["products"] = answerer.forward(batches[0], profile=True).fields["products"]
         result.figures["memory"] = stored_bytes(loads[0].tensors)
         if not loads[0].trainable:
             result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
@@ -337,7 +350,7 @@ def score_training(case: Case, grading: Grading, seed: int, answerer: PartProces
     """
     x, labels, head = training_data(TRAINING["samples"], seed)
     init = derived_seed(seed, "initialization")  # the adapters' random init; the data's seed stays here
-    loaded = load_elsewhere(loader, grading.checkpoints[0], init, x[:PROBE], grading)
+    loaded = load_elsewhere(loader, grading.checkpoints[0], init, grading)
     if not loaded.trainable:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
         return

@@ -305,3 +305,10 @@ def test_the_report_prints_in_any_code_page(tmp_path):
         [sys.executable, "-m", "grader", str(package), "--part", "half_precision"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}
     )
     assert result.returncode == 0 and "caf\\xe9" in result.stdout and "0 / 20" in result.stdout, result.stderr
+
+
+def test_grading_for_credit_needs_seccomp_and_landlock_or_users_of_their_own():
+    from grader.grade import credit_lacks
+
+    assert credit_lacks(seccomp=True, landlock=True, separate_users=False) == credit_lacks(True, False, True) == []
+    assert credit_lacks(True, False, False) == ["Landlock"] and credit_lacks(False, True, True) == ["seccomp"]
