@@ -101,15 +101,15 @@ class Uids:
     def separate(self) -> bool:
         return self.next is not None
 
-    def take(self) -> int | None:
-        """A uid no part's process of this run has had yet (None: the grader's own user); its group is `group`."""
+    def take(self) -> tuple[int, int] | None:
+        """(uid, gid) for a part's process: a uid no part's process of this run has had yet, in this run's group (None: the grader's own user)."""
         if not self.separate:
             return None
         with self.taking:
             if self.next > self.last:
                 raise GraderError(f"a grading run has {UIDS_PER_RUN} part processes at most")
             uid, self.next = self.next, self.next + 1
-        return uid
+        return uid, self.group
 
     def close(self) -> None:
         if self.lock:
@@ -137,7 +137,7 @@ def readable_by_others(path: Path) -> bool:
 def environment(home: Path) -> dict[str, str]:
     """The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER")}
-    return {**inherited, "HOME": str(home), "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUTF8": "1"}
+    return {**inherited, "HOME": str(home), "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # UTF-8 mode: -X utf8 (PYTHON* variables are ignored under -E)
 
 
 class Interpreters:

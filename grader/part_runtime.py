@@ -49,23 +49,21 @@ class Session:
         self.model = self.module.load(fields["path"])
         if not isinstance(self.model, torch.nn.Module):
             raise TypeError(f"load() returned a {type(self.model).__name__}, not a torch.nn.Module")
-        registered = dict(registered_tensors(self.model))
+        registered = {name: table[attribute] for name, table, attribute in registered_tensors(self.model)}
         answer = {"names": list(registered), "trainable": [name for name, t in registered.items() if t.requires_grad]}
         return answer, ({name: t.detach() for name, t in registered.items()} if fields["send"] else {})
 
     def replace(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         """The tensors another process's load() made, in place of this model's: by name, whatever their shape."""
-        owners = dict(registered_tensors(self.model, owners=True))
-        unknown = sorted(set(tensors) - owners.keys())
+        places = {name: (table, attribute) for name, table, attribute in registered_tensors(self.model)}
+        unknown = sorted(set(tensors) - places.keys())
         if unknown:
             raise KeyError(f"the model has no parameter or buffer named {unknown[0]}")
         trainable = set(fields["trainable"])
         for name, tensor in tensors.items():
-            module, attribute = owners[name]
-            if attribute in module._parameters:
-                module._parameters[attribute] = torch.nn.Parameter(tensor, requires_grad=name in trainable)
-            else:
-                module._buffers[attribute] = tensor
+            table, attribute = places[name]
+            is_parameter = isinstance(table[attribute], torch.nn.Parameter)
+            table[attribute] = torch.nn.Parameter(tensor, requires_grad=name in trainable) if is_parameter else tensor
         self.optimizer = self.features = None
         return {}, {}
 
@@ -117,13 +115,13 @@ class Session:
         }  # fmt: skip
 
 
-def registered_tensors(model: torch.nn.Module, owners: bool = False):
-    """(name, tensor) for every parameter and buffer, shared ones under each name; with `owners`, (name, (module, attribute))."""
+def registered_tensors(model: torch.nn.Module):
+    """(name, table, attribute) for every parameter and buffer, a shared one under each name: table[attribute] is the tensor (a module's _parameters or _buffers)."""
     for prefix, module in model.named_modules():
-        for attribute, tensor in [*module._parameters.items(), *module._buffers.items()]:
-            if tensor is not None:
-                name = f"{prefix}.{attribute}" if prefix else attribute
-                yield name, ((module, attribute) if owners else tensor)
+        for table in (module._parameters, module._buffers):
+            for attribute, tensor in table.items():
+                if tensor is not None:
+                    yield (f"{prefix}.{attribute}" if prefix else attribute), table, attribute
 
 
 class MatrixProducts(TorchFunctionMode):

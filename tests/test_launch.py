@@ -17,14 +17,15 @@ def test_grading_runs_side_by_side_hold_blocks_of_uids_of_their_own(monkeypatch)
     first, second = Uids(), Uids()
     try:
         assert first.separate and second.separate
-        taken = [first.take(), first.take(), second.take()]
+        taken = [user[0] for user in (first.take(), first.take(), second.take())]
+        assert first.take()[1] == first.group != second.group
         assert taken[1] == taken[0] + 1 and abs(taken[2] - taken[0]) >= launch.UIDS_PER_RUN
         assert all(not launch.has_account(uid) for uid in taken)
     finally:
         first.close()
     third = Uids()  # the first block is free again
     try:
-        assert third.take() == taken[0]
+        assert third.take()[0] == taken[0]
     finally:
         second.close()
         third.close()
