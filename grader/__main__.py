@@ -25,8 +25,6 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     try:
-        if os.name == "nt":  # process groups, resource limits and fd passing are POSIX
-            raise GraderError("the grader runs on Linux and macOS; on Windows, run it in WSL")
         if argv[:1] == ["hidden"]:
             options = hidden_parser().parse_args(argv[1:])
             path = make_hidden(options.path, options.checkpoints, options.inputs, options.train, options.force)

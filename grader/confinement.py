@@ -22,7 +22,7 @@ import os
 import platform
 import struct
 
-_LIBC = ctypes.CDLL(None, use_errno=True)
+LIBC = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None  # the C library (Windows has none to name)
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 LANDLOCK_SYSCALLS = 444, 445, 446  # create_ruleset, add_rule, restrict_self: the same number on every architecture
@@ -33,7 +33,7 @@ class Unavailable(Exception):
 
 
 def _syscall(number: int, *args) -> int:
-    result = _LIBC.syscall(ctypes.c_long(number), *args)
+    result = LIBC.syscall(ctypes.c_long(number), *args)
     if result < 0:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
@@ -43,7 +43,7 @@ def _syscall(number: int, *args) -> int:
 def no_new_privs() -> None:
     if platform.system() != "Linux":
         raise Unavailable("not Linux")
-    if _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise Unavailable(os.strerror(ctypes.get_errno()))
 
 

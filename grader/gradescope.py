@@ -35,7 +35,7 @@ from .parts import GraderError, load_suite
 from .reference import precompute
 from .release import REPO, files
 from .report import error_results, gradescope, render, self_check_tests, write_json
-from .launch import Uids
+from .launch import Uids, running_as_root
 from .results import Outcome
 from .submission import MAX_BYTES, mb
 
@@ -109,7 +109,7 @@ def write(archive: zipfile.ZipFile, name: str, text: str, executable: bool = Fal
 def setup(root: Path) -> None:
     """setup.sh's grading steps: root-only source, and the checkpoints and reference errors made once."""
     source, hidden = root / "source", root / "source" / HIDDEN_NAME
-    if os.geteuid() == 0:
+    if running_as_root():
         source.chmod(0o700)
         if hidden.exists():
             hidden.chmod(0o600)

@@ -9,10 +9,8 @@ alone may read its grading folder. So no part's process can signal, trace or rea
 files of another, of the same submission or of another graded beside it.
 """
 
-import fcntl
 import json
 import os
-import pwd
 import shutil
 import signal
 import site
@@ -22,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from .parts import GraderError
@@ -68,9 +65,11 @@ class Uids:
     def __init__(self):
         self.next, self.last, self.group, self.lock, self.note = None, None, None, None, ""
         self.taking = threading.Lock()  # parts side by side take uids
-        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        if not running_as_root():
             self.note = "the grader is not root: parts run as its own user"
             return
+        import fcntl  # POSIX only, as root is: imported here, so the grader imports on Windows too
+
         import torch  # what a part's process must be able to read: the interpreter and torch
 
         for path in (Path(sys.executable).resolve(), Path(torch.__file__).resolve()):
@@ -116,7 +115,13 @@ class Uids:
             self.lock.close()  # and its lock with it
 
 
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0  # Windows has no uids
+
+
 def has_account(uid: int) -> bool:
+    import pwd  # POSIX only (see Uids)
+
     try:
         pwd.getpwuid(uid)
         return True
@@ -141,41 +146,50 @@ def environment(home: Path) -> dict[str, str]:
 
 
 class Interpreters:
-    """Starts each part's process in an interpreter of its own: where forking a template is not safe (macOS)."""
+    """
+    Starts each part's process in an interpreter of its own, on any system (macOS and Windows, where
+    forking a process that has imported torch is not safe): its requests come on its standard input,
+    its answers go out on its standard output (part_runtime.py --stdio).
+    """
 
     def __init__(self, root: Path):
-        self.program = root / "runtime" / "part_runtime.py"
+        self.command = [sys.executable, *PYTHON_FLAGS, str(root / "runtime" / "part_runtime.py"), "--stdio"]
         self.processes: dict[int, subprocess.Popen] = {}
 
     def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None, gid: int | None) -> int:
         user = {"user": uid, "group": gid, "extra_groups": []} if uid is not None else {}
         process = subprocess.Popen(
-            [sys.executable, *PYTHON_FLAGS, str(self.program), str(requests), str(answers)],
+            self.command,
             cwd=home,
             env=environment(home),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            pass_fds=(requests, answers),
-            start_new_session=True,  # its own process group, so a kill reaches anything it started
+            stdin=requests,
+            stdout=answers,
+            stderr=log,
+            start_new_session=True,  # POSIX: its own process group, so a kill reaches anything it started
             **user,
         )
         self.processes[process.pid] = process
         return process.pid
 
-    def reap(self, pid: int) -> int:
-        """The exit code of an ended process (negative: the signal that killed it)."""
-        return self.processes.pop(pid).wait()
+    def poll(self, pid: int) -> int | None:
+        """The exit code of an ended process (negative: the signal that killed it), or None while it runs."""
+        return self.processes[pid].poll()
+
+    def kill(self, pid: int) -> None:
+        kill_group(pid)
+        self.processes[pid].kill()  # where there are no process groups (Windows), the process alone
 
     def close(self) -> None:
-        pass
+        for pid in self.processes:
+            self.kill(pid)
+            self.processes[pid].wait()
 
 
 class Template:
     """
-    Starts each part's process as a fork of one template process (part_runtime.py --template) that has
-    imported torch and the runtime, and never runs a submission: a process is ready in a fifth of a
-    second instead of the second and a half an interpreter takes to import torch.
+    Linux: starts each part's process as a fork of one template process (part_runtime.py --template)
+    that has imported torch and the runtime, and never runs a submission: a process is ready in a
+    fifth of a second instead of the second and a half an interpreter takes to import torch.
     """
 
     def __init__(self, root: Path):
@@ -203,11 +217,12 @@ class Template:
         changes = {k: v for k, v in environment(home).items() if k in ("HOME", "TMPDIR")}
         return self._call({"ask": "fork", "home": str(home), "environment": changes, "uid": uid, "gid": gid}, [requests, answers, log])["pid"]
 
-    def reap(self, pid: int) -> int:
-        """The exit code of an ended process (negative: the signal that killed it), once the kernel has it."""
-        while process_state(pid) not in ("Z", None):  # the template may only wait for a process that has ended
-            time.sleep(0.01)
-        return self._call({"ask": "reap", "pid": pid})["returncode"]
+    def poll(self, pid: int) -> int | None:
+        """The exit code of an ended process (negative: the signal that killed it), or None while it runs."""
+        return self._call({"ask": "poll", "pid": pid})["returncode"]
+
+    def kill(self, pid: int) -> None:
+        kill_group(pid)
 
     def close(self) -> None:
         self.socket.close()  # the template ends when its socket does
@@ -220,20 +235,13 @@ def launcher(root: Path) -> Interpreters | Template:
     return Template(root) if sys.platform == "linux" else Interpreters(root)
 
 
-def process_state(pid: int) -> str | None:
-    """The process's state letter in /proc/<pid>/stat (Z: ended, not yet reaped), or None if it is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-
-
 def kill_group(pid: int) -> None:
-    """Kill a process group (a part's process and anything it may have started)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """POSIX: kill a process group (a part's process and anything it may have started)."""
+    if hasattr(os, "killpg"):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def python_folders(private: list[Path]) -> tuple[list[str], list[str]]:

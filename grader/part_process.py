@@ -12,7 +12,6 @@ submission, and one checkpoint (its own copy, for a loading process; the decoy, 
 
 import os
 import re
-import select
 import shutil
 import signal
 import threading
@@ -21,12 +20,14 @@ from pathlib import Path
 
 import torch
 
-from .launch import kill_group, process_state, share
-from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, one_line, take_message
+from .channel import Channel
+from .launch import share
+from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, one_line
 
 POLL_SECONDS = 0.05
 PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a part's process sets up (part_runtime.confine)
 STOP = threading.Event()  # set on Ctrl-C: every part's process is killed, and every ask returns at once
+PROC = Path("/proc")  # Linux's figures of each process (CPU time, resident memory); absent elsewhere
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's unit of CPU time
 
 
@@ -35,19 +36,33 @@ class Budget:
     A part's time, shared by its processes: the CPU time they use, as the kernel counts it (the same
     on an idle machine, a busy one or half a core), and a wall-clock limit for code that blocks or
     sleeps, which uses none. Where the kernel does not count CPU time per process (no /proc), a
-    process's wall-clock time since it started stands in for it: stricter, never looser.
+    process's wall-clock time stands in for it: stricter, never looser. A process's time counts from
+    when it is ready to import the submission: not what starting it took (an interpreter importing torch).
     """
 
     def __init__(self, cpu_limit: float, wall_limit: float):
         self.cpu_limit, self.wall_limit = cpu_limit, wall_limit
         self.wall_deadline = time.monotonic() + wall_limit
-        self.seconds: dict[int, float] = {}  # pid -> its CPU seconds, as last read (an ended process keeps its last figure)
-        self.starts: dict[int, float] = {}
+        self.measured = PROC.is_dir()  # the kernel counts each process's CPU time here (else wall-clock time stands in)
+        self.unit = "CPU time" if self.measured else "time (CPU time is counted on Linux only)"
+        self.seconds: dict[int, float] = {}  # pid -> its seconds, as last read (an ended process keeps its last figure)
+        self.zero: dict[int, float] = {}  # pid -> the reading its seconds count from
         self.lock = threading.Lock()  # a part's processes are asked from more than one thread
 
+    def reading(self, pid: int) -> float | None:
+        """The process's CPU time, or where it is not counted the clock (None: it is gone)."""
+        return cpu_seconds(pid) if self.measured else time.monotonic()
+
     def started(self, pid: int) -> None:
+        """From now on, until ready(), starting the process counts (it must not hang)."""
         with self.lock:
-            self.starts[pid], self.seconds[pid] = time.monotonic(), 0.0
+            self.zero[pid], self.seconds[pid] = (0.0 if self.measured else time.monotonic()), 0.0
+
+    def ready(self, pid: int) -> None:
+        """From now on, the part's own work counts, from zero."""
+        now = self.reading(pid)
+        with self.lock:
+            self.zero[pid], self.seconds[pid] = (now if now is not None else self.zero[pid]), 0.0
 
     @property
     def used(self) -> float:
@@ -55,14 +70,15 @@ class Budget:
             return sum(self.seconds.values())
 
     def over(self, pid: int) -> str:
-        """Why the part must stop ("" if it need not), after reading `pid`'s CPU time."""
-        seconds = cpu_seconds(pid)
+        """Why the part must stop ("" if it need not), after reading `pid`'s time."""
+        now = self.reading(pid)
         with self.lock:
-            self.seconds[pid] = seconds if seconds is not None else time.monotonic() - self.starts[pid]
+            if now is not None:
+                self.seconds[pid] = now - self.zero[pid]
         if self.used > self.cpu_limit:
-            return f"timed out: used {self.used:.0f} s of CPU time, over the part's limit of {self.cpu_limit:g} s"
+            return f"timed out: used {self.used:.0f} s of {self.unit}, over the part's limit of {self.cpu_limit:g} s"
         if time.monotonic() > self.wall_deadline:
-            return f"timed out: blocked or sleeping, still running after {self.wall_limit:g} s of wall-clock time with {self.used:.0f} s of CPU time used"
+            return f"timed out: blocked or sleeping, still running after {self.wall_limit:g} s of wall-clock time with {self.used:.0f} s of {self.unit} used"
         return ""
 
 
@@ -81,7 +97,7 @@ class PartProcess:
             share(folder, self.gid, crossed_only=folder != self.home)
         self.pid: int | None = None
         self.returncode: int | None = None
-        self.buffer = bytearray()  # what the process sent beyond the last answer, grown in place
+        self.channel: Channel | None = None
         self.checked = 0.0  # when its time and memory were last read
 
     def __enter__(self) -> "PartProcess":
@@ -91,21 +107,26 @@ class PartProcess:
         self.end()
 
     def end(self) -> None:
-        """Kill it, and everything it started, and wait for the kernel to have it gone."""
+        """Kill it, and everything it started, and wait for the system to have it gone."""
         if self.pid is not None and self.returncode is None:
-            kill_group(self.pid)
+            self.launcher.kill(self.pid)
             self.ended()
-            os.close(self.requests)
-            os.close(self.answers)
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        for file in self.inbox.glob("*"):  # its read-only copy of the checkpoint: Windows removes a file only once it is writable
+            file.chmod(0o600)
         shutil.rmtree(self.inbox, ignore_errors=True)
 
     def ended(self) -> int:
         """The process's exit code, waiting (up to the part's wall-clock limit, then killing it) for it to end."""
-        if self.returncode is None:
-            while process_state(self.pid) not in ("Z", None) and time.monotonic() < self.budget.wall_deadline:
+        while self.returncode is None:
+            self.returncode = self.launcher.poll(self.pid)
+            if self.returncode is None:
+                if time.monotonic() > self.budget.wall_deadline:
+                    self.launcher.kill(self.pid)
                 time.sleep(0.01)
-            kill_group(self.pid)
-            self.returncode = self.launcher.reap(self.pid)
+        self.launcher.kill(self.pid)  # whatever it started, too
         return self.returncode
 
     def output(self) -> str:
@@ -115,26 +136,31 @@ class PartProcess:
 
     def start(self) -> dict:
         """Start the process and let it confine itself; returns {protection: what it achieved}."""
-        requests_r, self.requests = os.pipe()
-        self.answers, answers_w = os.pipe()
-        for fd in (self.requests, self.answers):
+        requests_r, requests_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        for fd in (requests_w, answers_r):
             widen(fd)
-        os.set_blocking(self.requests, False)  # a process that stops reading must not block the grading process
         fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # the grader's alone: no part reads another's output
         try:
             self.pid = self.launcher.spawn(requests_r, answers_w, fd, self.home, self.uid, self.gid)
+        except OSError as e:  # no interpreter to run, say
+            os.close(requests_w)
+            os.close(answers_r)
+            raise PartStopped(Stop.GRADER_FAILED, one_line(f"a part's process could not start ({e})")) from None
         finally:
-            os.close(fd)
+            for theirs in (fd, requests_r, answers_w):
+                os.close(theirs)
         self.budget.started(self.pid)
-        os.close(requests_r)
-        os.close(answers_w)
+        self.channel = Channel(requests_w, answers_r)
         readable = [str(self.root / "runtime"), str(self.root / "code"), str(self.home), str(self.inbox), str(self.root / "decoy")]
         fields = {**self.start_fields, "part": self.part, "submission": str(self.root / "code"), "readable": readable + self.start_fields["readable"]}
         try:
-            return self.ask(Request(Ask.START, fields)).fields["protections"]
+            protections = self.ask(Request(Ask.START, fields)).fields["protections"]
         except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure
             printed = self.output().strip().splitlines()
             raise PartStopped(Stop.GRADER_FAILED, f"a part's process could not start ({e.reason}): {one_line(printed[-1]) if printed else 'it printed nothing'}") from None
+        self.budget.ready(self.pid)
+        return protections
 
     def load(self, checkpoint: Path, seed: int, send: bool) -> Answer:
         """homework.<part>.load() on `checkpoint` (a private copy of it, if `send`: the loading process answers with the model's tensors)."""
@@ -170,51 +196,33 @@ class PartProcess:
     def ask(self, request: Request) -> Answer:
         """Send `request` and wait for its answer; raises PartStopped when there is none to be had."""
         assert request.ask in CONTRACTS
-        self._send(request.encode())
+        self.channel.send(request.encode())
         while True:
             try:
-                message, self.buffer = take_message(self.buffer)
+                message = self.channel.take(POLL_SECONDS)
             except ValueError as e:
                 raise BadAnswer(f"it sent something that is not a message ({e})") from None
+            except EOFError:
+                raise PartStopped(Stop.CRASHED, exit_reason(self.ended())) from None
             if message:
                 return check_answer(request, *message)
-            self._wait(self.answers, writing=False)
-            data = os.read(self.answers, 2**20)
-            if not data:
-                raise PartStopped(Stop.CRASHED, exit_reason(self.ended()))
-            self.buffer += data
+            if time.monotonic() >= self.checked + POLL_SECONDS:  # not on every read: a model's tensors come in many
+                self.watch()
 
-    def _send(self, data: bytes) -> None:
-        while data:
-            self._wait(self.requests, writing=True)
-            try:
-                data = data[os.write(self.requests, data) :]
-            except BlockingIOError:
-                continue
-            except BrokenPipeError:
-                raise PartStopped(Stop.CRASHED, exit_reason(self.ended())) from None
-
-    def _wait(self, fd: int, writing: bool) -> None:
-        """Until `fd` is ready, watching the part's time, the memory cap and Ctrl-C (every POLL_SECONDS, not every read)."""
+    def watch(self) -> None:
+        """Stop the part (PartStopped) when its time or memory has run out, or on Ctrl-C."""
+        self.checked = time.monotonic()
+        if STOP.is_set():
+            raise PartStopped(Stop.CRASHED, "interrupted")
+        over = self.budget.over(self.pid)
+        if over:
+            raise PartStopped(Stop.TIMEOUT, over + self.where())
+        # RLIMIT_DATA (set by the process) makes allocations fail past memory_cap, with a clear error; this
+        # catches, later, what that limit does not count (shared memory) and systems that ignore it.
         memory_cap = self.start_fields["memory_cap"]
-        while True:
-            ready = select.select([], [fd], [], 0)[1] if writing else select.select([fd], [], [], 0)[0]
-            if ready and time.monotonic() < self.checked + POLL_SECONDS:
-                return
-            self.checked = time.monotonic()
-            if STOP.is_set():
-                raise PartStopped(Stop.CRASHED, "interrupted")
-            over = self.budget.over(self.pid)
-            if over:
-                raise PartStopped(Stop.TIMEOUT, over + self.where())
-            # RLIMIT_DATA (set by the process) makes allocations fail past memory_cap, with a clear error; this
-            # catches, later, what that limit does not count (shared memory) and systems that ignore it.
-            rss = resident_bytes(self.pid)
-            if rss is not None and rss > 1.5 * memory_cap:
-                raise PartStopped(Stop.CRASHED, f"used more than {1.5 * memory_cap / 2**30:g} GB of memory" + self.where())
-            ready = select.select([], [fd], [], POLL_SECONDS)[1] if writing else select.select([fd], [], [], POLL_SECONDS)[0]
-            if ready:
-                return
+        rss = resident_bytes(self.pid)
+        if rss is not None and rss > 1.5 * memory_cap:
+            raise PartStopped(Stop.CRASHED, f"used more than {1.5 * memory_cap / 2**30:g} GB of memory" + self.where())
 
     def where(self) -> str:
         """
@@ -256,7 +264,7 @@ def widen(pipe: int) -> None:
 def resident_bytes(pid: int) -> int | None:
     """The process's resident size (VmRSS of /proc/<pid>/status), or None (no /proc, or the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(PROC, str(pid), "status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024  # the kernel reports kB
     except (OSError, ValueError, IndexError):
@@ -267,7 +275,7 @@ def resident_bytes(pid: int) -> int | None:
 def cpu_seconds(pid: int) -> float | None:
     """The CPU time a process has used, all its threads, user and system (/proc/<pid>/stat), or None where it cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(PROC, str(pid), "stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime and stime, fields 14 and 15 of stat(5)

@@ -4,8 +4,8 @@ The program a part's process runs: the only one that imports the submission. The
 protocol.py and confinement.py, side by side in the grading folder), as a fork of a template
 process that has imported torch (Linux), or as an interpreter of its own (elsewhere):
 
-    python -E -B -X utf8 runtime/part_runtime.py --template CONTROL_FD   # one per grading run: forks the others
-    python -E -B -X utf8 runtime/part_runtime.py REQUESTS_FD ANSWERS_FD   # one part's process
+    python -E -B -X utf8 runtime/part_runtime.py --template CONTROL_FD   # Linux, one per grading run: forks the parts' processes
+    python -E -B -X utf8 runtime/part_runtime.py --stdio                 # elsewhere, one part's process: requests on stdin, answers on stdout
 
 It answers requests, one at a time (protocol.CONTRACTS says what each does), and decides nothing:
 what to ask, and what the answers are worth, is the grading process's business (grade.py). The
@@ -14,7 +14,6 @@ first request, START, tells it where the submission is and what it may read; it 
 at any moment is the model and the tensors of the request in hand.
 """
 
-import ctypes
 import errno
 import faulthandler
 import importlib
@@ -31,7 +30,6 @@ from protocol import Ask
 from torch.overrides import TorchFunctionMode
 
 del sys.path[0]  # nothing in the runtime folder may shadow what torch or the submission imports
-_LIBC = ctypes.CDLL(None)  # the C library, for prctl (absent on macOS)
 
 
 class Session:
@@ -225,7 +223,7 @@ def limit_resources(memory_cap: int, output_cap: int) -> None:
 
 def die_with_parent() -> None:
     """Linux: be killed when the grader's thread that started us ends (a Ctrl-C, a batch timeout), not run on alone."""
-    prctl = getattr(_LIBC, "prctl", None)
+    prctl = getattr(confinement.LIBC, "prctl", None)  # Linux's alone
     if prctl is not None:
         prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
@@ -300,8 +298,8 @@ def describe(error: BaseException, start: dict) -> str:
 
 def template(control: int) -> None:
     """
-    Fork a part's process for each request on the `control` socket (launch.Template), and reap the ended
-    ones when asked. This process imports what every part's process needs and runs nothing else: no
+    Fork a part's process for each request on the `control` socket (launch.Template), and tell (reaping
+    it) whether one has ended when asked. This process imports what every part's process needs and runs nothing else: no
     submission, no tensor operation (which would start threads, and a fork keeps only the thread that calls it).
     """
     import json
@@ -320,9 +318,9 @@ def template(control: int) -> None:
         if not message:
             return
         request = json.loads(message)
-        if request["ask"] == "reap":
-            _, status = os.waitpid(request["pid"], 0)
-            channel.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode())
+        if request["ask"] == "poll":  # never blocks: the other parts' forks wait on this process
+            pid, status = os.waitpid(request["pid"], os.WNOHANG)
+            channel.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status) if pid else None}).encode())
             continue
         pid = os.fork()
         if pid == 0:
@@ -356,8 +354,20 @@ def run(requests: int, answers: int) -> None:
     os._exit(0)  # skips the interpreter's teardown, 0.4 s with torch loaded: the grading process has everything
 
 
+def standard_streams() -> tuple[int, int]:
+    """
+    (requests, answers) for a process started with its requests on its standard input and its answers
+    on its standard output (launch.Interpreters): those move to descriptors of their own, and what the
+    submission prints goes where its standard error goes, to its output file.
+    """
+    requests, answers = os.dup(0), os.dup(1)
+    os.dup2(2, 1)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    return requests, answers
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--template":
         template(int(sys.argv[2]))
     else:
-        run(int(sys.argv[1]), int(sys.argv[2]))
+        run(*standard_streams())

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .launch import running_as_root
 from .parts import PARTS, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, GraderError, Inputs, Part, Suite, derived_seed
 
 HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
@@ -94,7 +95,7 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
     if not path.exists():  # force: a grader side by side may have just made it too
         draws = SecretDraws(key) if checkpoint.secret else None
         tools.save(tools.make_state_dict(trusted("bignet").BigNet(), checkpoint.seed, checkpoint.family, draws), path, force=True)
-    if os.geteuid() == 0:  # as root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read
+    if running_as_root():  # as root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read
         path.chmod(0o600)
     return path
 

@@ -25,7 +25,8 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     for result in report.parts:
         note = result.reason if result.stop else ""
         if verbose:
-            note += f" ({result.seconds:.0f} s, {result.cpu_seconds:.0f} s of CPU time)"
+            cpu = "CPU time n/a (Linux only)" if result.cpu_seconds is None else f"{result.cpu_seconds:.0f} s of CPU time"
+            note += f" ({result.seconds:.0f} s, {cpu})"
         lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
         lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
         if verbose and not result.stop:

@@ -4,7 +4,8 @@ import os
 import time
 from pathlib import Path
 
-from grader.part_process import Budget, cpu_seconds, innermost_frame, resident_bytes
+from grader import part_process
+from grader.part_process import CLOCK_TICKS, Budget, cpu_seconds, innermost_frame, resident_bytes
 
 DUMP = """Thread 0x00007f0a1b2c3700 (most recent call first):
   File "/usr/lib/python3.11/threading.py", line 324 in wait
@@ -44,6 +45,42 @@ def test_a_budget_counts_the_cpu_time_of_all_its_processes_and_the_wall_clock():
     assert "blocked or sleeping" in budget.over(os.getpid())
 
 
+def test_a_process_time_counts_from_when_it_is_ready_for_the_submission():
+    """What starting it took (this test process's whole life, here) is not the part's."""
+    budget = Budget(cpu_limit=1e6, wall_limit=1e6)
+    budget.started(os.getpid())
+    budget.over(os.getpid())
+    assert budget.used > 1  # importing torch, at least
+    budget.ready(os.getpid())
+    budget.over(os.getpid())
+    assert budget.used < 0.5
+
+
 def test_resident_memory_is_read_for_a_live_process_only():
     assert 10 * 2**20 < resident_bytes(os.getpid()) < 10 * 2**30
     assert resident_bytes(2**22 + 1) is None
+
+
+# /proc/<pid>/stat of a process named "a) b" (a name may hold spaces and parentheses) that used 250 ticks of user and 50 of system time.
+STAT = "4242 (a) b) R 1 4242 4242 0 -1 4194304 119 0 0 0 250 50 0 0 20 0 3 0 2148178 3133440 358\n"
+STATUS = "Name:\tpython\nVmPeak:\t 9000 kB\nVmRSS:\t    1976 kB\nThreads:\t3\n"
+
+
+def test_the_proc_figures_are_read_from_the_kernels_text(tmp_path, monkeypatch):
+    (tmp_path / "4242").mkdir()
+    (tmp_path / "4242" / "stat").write_text(STAT)
+    (tmp_path / "4242" / "status").write_text(STATUS)
+    monkeypatch.setattr(part_process, "PROC", tmp_path)
+    assert cpu_seconds(4242) == 300 / CLOCK_TICKS
+    assert resident_bytes(4242) == 1976 * 1024
+    assert cpu_seconds(4243) is None and resident_bytes(4243) is None
+
+
+def test_without_proc_wall_clock_time_stands_in_for_cpu_time_and_says_so(tmp_path, monkeypatch):
+    """macOS and Windows (no /proc): each process's time since it started counts, which is never less than its CPU time."""
+    monkeypatch.setattr(part_process, "PROC", tmp_path / "none")
+    budget = Budget(cpu_limit=0.2, wall_limit=1e6)
+    budget.started(os.getpid())
+    assert not budget.measured and budget.over(os.getpid()) == ""
+    time.sleep(0.3)  # no CPU time at all, yet it counts
+    assert budget.over(os.getpid()).startswith("timed out: used 0 s of time (CPU time is counted on Linux only), over the part's limit of 0.2 s")

@@ -1,0 +1,85 @@
+"""grader/channel.py: messages through real pipes, read and written by the channel's threads."""
+
+import os
+import threading
+
+import pytest
+
+from grader import channel as channel_module
+from grader.channel import Channel
+from grader.protocol import encode
+
+
+@pytest.fixture
+def pipes():
+    """(the channel, the part's end of its requests, the part's end of its answers)."""
+    requests_r, requests_w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    channel = Channel(requests_w, answers_r)
+    yield channel, requests_r, answers_w
+    channel.close()
+    for fd in (requests_r, answers_w):
+        try:
+            os.close(fd)
+        except OSError:  # a test closed it already
+            pass
+
+
+def read_exactly(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        data += os.read(fd, n - len(data))
+    return data
+
+
+def test_a_request_goes_out_and_an_answer_comes_back_in_pieces(pipes):
+    channel, requests, answers = pipes
+    request = encode({"ask": "forward", "nonce": "n"}, {"x": __import__("torch").ones(3)})
+    channel.send(request)
+    assert read_exactly(requests, len(request)) == request
+    answer = encode({"nonce": "n", "products": {}})
+    os.write(answers, answer[:5])
+    assert channel.take(0.05) is None  # not all there yet
+    os.write(answers, answer[5:])
+    assert channel.take(1.0) == ({"nonce": "n", "products": {}, "size": 0}, b"")
+
+
+def test_a_send_never_blocks_though_the_part_reads_nothing(pipes):
+    channel, _, _ = pipes
+    finished = threading.Event()
+    threading.Thread(target=lambda: (channel.send(b"x" * 2**24), finished.set()), daemon=True).start()
+    assert finished.wait(5)  # 16 MB: far more than a pipe holds, queued for the writer's thread
+
+
+def test_an_ended_process_is_an_end_of_file_after_its_last_message(pipes):
+    channel, _, answers = pipes
+    os.write(answers, encode({"nonce": "n"}))
+    os.close(answers)
+    assert channel.take(1.0) == ({"nonce": "n", "size": 0}, b"")
+    with pytest.raises(EOFError):
+        channel.take(1.0)
+
+
+def test_what_is_not_a_message_is_refused(pipes):
+    channel, _, answers = pipes
+    os.write(answers, b"not json\n")
+    with pytest.raises(ValueError, match="not JSON"):
+        channel.take(1.0)
+
+
+def test_the_reader_waits_while_more_than_any_message_is_unread(monkeypatch):
+    monkeypatch.setattr(channel_module, "UNREAD_LIMIT", 1000)
+    requests_r, requests_w = os.pipe()
+    answers_r, answers_w = os.pipe()
+    channel = Channel(requests_w, answers_r)
+    os.set_blocking(answers_w, False)
+    written = 0
+    try:
+        for _ in range(10_000):  # until the pipe is full: nobody reads it any more
+            written += os.write(answers_w, b"x" * 1024)
+    except BlockingIOError:
+        pass
+    assert written < 4 * 2**20 and 1000 < len(channel.received) <= 1000 + 2**20
+    channel.close()
+    for fd in (requests_r, answers_w):
+        os.close(fd)
