@@ -15,6 +15,19 @@ from torch.autograd import _disable_profiler, _enable_profiler, _prepare_profile
 from torch._C._profiler import ProfilerActivity, ProfilerConfig, ProfilerState, RecordScope, _ExperimentalConfig
 
 MB = 2**20  # the handout's MB
+# The allocators that report every allocation and free to PyTorch's profiler. Apple's MPS allocator
+# reports none (aten/src/ATen/mps/MPSAllocator.mm), so a trace there would miss the model entirely.
+REPORTING_DEVICES = ("cpu", "cuda")
+
+
+def measurable(device: torch.device) -> tuple[torch.device, str]:
+    """
+    (where AllocationTrace can measure what `device` would hold, and a line saying so if that is elsewhere):
+    `device` itself, or the CPU, where the same tensors take the same bytes.
+    """
+    if device.type in REPORTING_DEVICES:
+        return device, ""
+    return torch.device("cpu"), f"memory measured on the CPU: the {device.type} allocator does not report its allocations to PyTorch's profiler"
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:

@@ -11,13 +11,21 @@ from .cli import UsageError
 MODEL_NAMES = ("bignet", "half_precision", "lora", "low_precision", "qlora", "lower_precision")
 
 
+MPS_TORCH = (2, 6)  # before PyTorch 2.6, uint8 shifts on Apple's MPS were silently wrong (pytorch#144190): 4-bit codes unpacked wrong
+
+
 def available_devices() -> list[str]:
     devices = ["cpu"]
     if torch.cuda.is_available():
         devices += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if torch.backends.mps.is_available():
+    if torch.backends.mps.is_available() and torch_version() >= MPS_TORCH:
         devices.append("mps")
     return devices
+
+
+def torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -26,7 +34,8 @@ def pick_device(device: str | None = None) -> torch.device:
     if device is None:
         device = "cuda" if "cuda" in devices else "mps" if "mps" in devices else "cpu"
     if str(device) not in devices:
-        raise UsageError(f"device {device!r} is not available here; choose from: {', '.join(devices)}")
+        why = f" (MPS needs PyTorch {'.'.join(map(str, MPS_TORCH))} or newer, this is {torch.__version__})" if str(device) == "mps" and torch.backends.mps.is_available() else ""
+        raise UsageError(f"device {device!r} is not available here{why}; choose from: {', '.join(devices)}")
     return torch.device(device)
 
 

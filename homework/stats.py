@@ -17,7 +17,7 @@ MB means 2**20 bytes, M a million parameters.
 import torch
 
 from .cli import check_int, run
-from .memory import MB, AllocationTrace, parameter_counts, theoretical_bytes
+from .memory import MB, AllocationTrace, measurable, parameter_counts, theoretical_bytes
 from .models import check_names, load_model, pick_device
 
 ROWS = ("Trainable params", "Non-trainable params", "Total params", "Theoretical memory", "Actual memory", "Forward memory", "Backward memory")
@@ -66,7 +66,9 @@ def format_table(columns: dict[str, dict[str, str]], rows=ROWS, min_width: int =
 def main(*models: str, device: str | None = None, checkpoint: str | None = None, batch_size: int = 1024):
     names = check_names(models or ["bignet"])
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    device = pick_device(device)
+    device, note = measurable(pick_device(device))
+    if note:
+        print(note)
     print(format_table({name: model_stats(name, device, checkpoint, batch_size) for name in names}))
 
 

@@ -23,7 +23,7 @@ import torch
 from . import stats
 from .cli import check_int, run
 from .fit import noise_classification
-from .memory import MB, AllocationTrace, theoretical_bytes
+from .memory import MB, AllocationTrace, measurable, theoretical_bytes
 from .models import check_names, load_model, pick_device
 from .optim import DEFAULT_OPTIMIZER, check_optimizer, make_optimizer, theoretical_state_bytes, trainable
 from .optim.recipes import step_in_backward
@@ -129,7 +129,9 @@ def main(*models: str, optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: boo
     names = check_names(models or ["bignet"])
     optimizer = check_optimizer(str(optimizer))
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    device = pick_device(device)
+    device, note = measurable(pick_device(device))
+    if note:
+        print(note)
     label = optimizer + (", step in backward" if step_in_backward else "")
     print(f"one training step with {label}, batch of {batch_size}")
     print(format_table({name: training_stats(name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names}))

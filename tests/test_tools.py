@@ -49,6 +49,32 @@ def test_stats_says_when_there_is_nothing_to_train(checkpoint_path, monkeypatch)
     assert model_stats("half_precision", "cpu", checkpoint_path, batch_size=4)["Backward memory"] == "nothing to train"
 
 
+def test_on_mps_stats_measure_memory_on_the_cpu_and_say_so(checkpoint_path, monkeypatch, capsys):
+    """Apple's MPS allocator reports nothing to the profiler: its figures would be wrong (simulated: MPS is not here)."""
+    import homework.models
+    import homework.stats
+
+    monkeypatch.setattr(homework.models, "available_devices", lambda: ["cpu", "mps"])
+    homework.stats.main("half_precision", device="mps", checkpoint=checkpoint_path, batch_size=4)
+    note, *table = capsys.readouterr().out.splitlines()
+    assert note == "memory measured on the CPU: the mps allocator does not report its allocations to PyTorch's profiler"
+    assert table[5].split() == ["Actual", "memory", "36.07", "MB"]
+
+
+def test_mps_needs_pytorch_2_6(monkeypatch):
+    """uint8 shifts on MPS were silently wrong before PyTorch 2.6 (pytorch#144190): the 4-bit codes would unpack wrong."""
+    from homework.cli import UsageError
+    from homework.models import available_devices, pick_device
+
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    assert "mps" not in available_devices() and pick_device().type in ("cpu", "cuda")
+    with pytest.raises(UsageError, match=r"MPS needs PyTorch 2.6 or newer, this is 2.5.1"):
+        pick_device("mps")
+    monkeypatch.setattr(torch, "__version__", "2.6.0")
+    assert "mps" in available_devices()
+
+
 def test_compare_cli(tmp_path, checkpoint_path):
     result = run_tool("homework.compare", "bignet", "half_precision", "low_precision", "--device", "cpu", "--n-inputs", "256", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
