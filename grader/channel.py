@@ -10,7 +10,7 @@ import os
 import queue
 import threading
 
-from .protocol import MAX_HEADER, MAX_PAYLOAD, take_message
+from .protocol import MAX_HEADER, MAX_PAYLOAD, binary_mode, take_message
 
 UNREAD_LIMIT = MAX_HEADER + MAX_PAYLOAD + 2**20  # more than any message may be: the reader waits until it is taken
 
@@ -23,6 +23,8 @@ class Channel:
         self.closed = False  # the part's process closed its end: nothing more will arrive
         self.changed = threading.Condition()
         self.outbox = queue.SimpleQueue()
+        for fd in (requests, answers):
+            binary_mode(fd)
         threading.Thread(target=self._write, args=(requests,), daemon=True).start()
         threading.Thread(target=self._read, args=(answers,), daemon=True).start()
 

@@ -41,7 +41,7 @@ from .checks import (
     time_warning, trained_fail,
 )  # fmt: skip
 from .confinement import SYSCALLS, landlock_abi
-from .launch import Uids, launcher, prepare, python_folders
+from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
 from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, PUBLIC, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Part, Suite, derived_seed
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
 from .protocol import PartStopped, Stop, one_line
@@ -107,6 +107,7 @@ def grade(
     if parts and len(selected) != len(set(parts)):
         raise GraderError(f"unknown part in {', '.join(parts)}; choose from: {', '.join(p.name for p in PARTS)}")
     for_credit = hidden is not None if for_credit is None else for_credit
+    return_freed_memory()
     uids = Uids()
     try:
         if for_credit:
@@ -267,8 +268,20 @@ def put_in_place(process: PartProcess, loaded: Loaded, names: list) -> None:
     process.replace(loaded.tensors, loaded.trainable)
 
 
+def answer_with(process: PartProcess, loaded: Loaded, seed: int, grading: Grading) -> list:
+    """Start `process` as an answering one: load() on the decoy, then `loaded`'s tensors in place of its model's. Returns their names."""
+    required_protections(process.start(), grading)
+    names = process.load(grading.root / "decoy" / "checkpoint.pth", seed, send=False).fields["names"]
+    put_in_place(process, loaded, names)
+    return names
+
+
 def score_part(result: PartResult, grading: Grading, new_process) -> None:
-    """Load each checkpoint in a process of its own; answer in another; then train, and evaluate in a fresh one."""
+    """
+    Load each checkpoint in a process of its own; answer in another; then train in another, and evaluate
+    in a fresh one. One part's process at a time, so that a part takes no more memory than its largest
+    process: Gradescope's default container has 768 MB for everything.
+    """
     part, suite = result.part, grading.suite
     cases = {case.name: case for case in result.cases}
     limits = output_limits(part, suite)
@@ -276,12 +289,14 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     probe = batches[0][:PROBE]
     # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
     loads = [load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
+    first_load = loads[0]  # counted below
     with new_process("answer") as answerer:
-        result.protections = answerer.start()
-        required_protections(result.protections, grading)
-        names = answerer.load(grading.root / "decoy" / "checkpoint.pth", 0, send=False).fields["names"]
-        for c, loaded in enumerate(loads):
-            put_in_place(answerer, loaded, names)
+        for c in range(len(loads)):
+            loaded, loads[c] = loads[c], None  # once in place, not kept
+            if c == 0:
+                names = answer_with(answerer, loaded, 0, grading)
+            else:
+                put_in_place(answerer, loaded, names)
             for i, (inputs, x) in enumerate(zip(suite.inputs, batches)):
                 checkpoint = suite.checkpoints[c]
                 first = c == 0 and i == 0
@@ -298,22 +313,24 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                     result.figures.update(diffs)
             if c == 0 and cases[output_name(suite, 0, 0)].score == 0:  # not BigNet's output: say where, and why
                 cases[output_name(suite, 0, 0)].message += departure(answerer, part, suite.checkpoints[0], probe) + round_trip(answerer, loaded, probe)
-        result.figures["memory"] = stored_bytes(loads[0].tensors)
-        if not loads[0].trainable:
-            result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
-        output_passed = cases[output_name(suite, 0, 0)].score > 0
-        counted = {"memory": lambda: check_memory(part, result.figures["memory"]), "adapters": lambda: check_adapters(part, loads[0].tensors, loads[0].trainable)}
-        for name, check in counted.items():
-            if name in cases:
-                passed, message = check()
-                award(cases[name], passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})")
-        seeds = suite.train_seeds if "training" in part.points else ()
-        for k, seed in enumerate(seeds):
-            case = result.cases[k - len(seeds)]
-            if not output_passed:
-                case.score, case.message = 0.0, "not counted, the output does not match BigNet's"
-                continue
-            score_training(case, grading, seed, answerer, names, new_process(f"load-training-{k + 1}"), new_process(f"evaluation-{k + 1}"))
+    result.protections = answerer.protections
+    result.figures["memory"] = stored_bytes(first_load.tensors)
+    if not first_load.trainable:
+        result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
+    output_passed = cases[output_name(suite, 0, 0)].score > 0
+    counted = {"memory": lambda: check_memory(part, result.figures["memory"]), "adapters": lambda: check_adapters(part, first_load.tensors, first_load.trainable)}
+    for name, check in counted.items():
+        if name in cases:
+            passed, message = check()
+            award(cases[name], passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})")
+    seeds = suite.train_seeds if "training" in part.points else ()
+    for k, seed in enumerate(seeds):
+        case = result.cases[k - len(seeds)]
+        if not output_passed:
+            case.score, case.message = 0.0, "not counted, the output does not match BigNet's"
+            continue
+        roles = (f"load-training-{k + 1}", f"training-{k + 1}", f"evaluation-{k + 1}")
+        score_training(case, grading, seed, *map(new_process, roles))
 
 
 def departure(answerer: PartProcess, part: Part, checkpoint, x: torch.Tensor) -> str:
@@ -341,9 +358,9 @@ def round_trip(answerer: PartProcess, loaded: Loaded, x: torch.Tensor) -> str:
     )
 
 
-def score_training(case: Case, grading: Grading, seed: int, answerer: PartProcess, names: list, loader: PartProcess, evaluator: PartProcess) -> None:
+def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess, trainer: PartProcess, evaluator: PartProcess) -> None:
     """
-    Train in the answering process, which gets the inputs and, each step, the gradient of the loss with
+    Train in a process of its own, which gets the inputs and, each step, the gradient of the loss with
     respect to its features: never the labels or the head, which stay here. The trained tensors then go
     to a fresh answering process, which answers with features for the inputs in another order; the
     accuracy is computed here, before and after.
@@ -354,21 +371,21 @@ def score_training(case: Case, grading: Grading, seed: int, answerer: PartProces
     if not loaded.trainable:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
         return
-    put_in_place(answerer, loaded, names)
     order = permutation(len(x), seed, "training order")
-    features = answerer.train(x[order], TRAINING["lr"])
-    steps = 0
-    while steps < TRAINING["steps"] and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING["target"]:
-        features = answerer.step(loss_gradient(features, head, labels[order]))
-        steps += 1
-    trained = answerer.trained()
+    with trainer:
+        answer_with(trainer, loaded, init, grading)
+        features = trainer.train(x[order], TRAINING["lr"])
+        steps = 0
+        while steps < TRAINING["steps"] and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING["target"]:
+            features = trainer.step(loss_gradient(features, head, labels[order]))
+            steps += 1
+        trained = trainer.trained()
     problem = trained_fail(trained, loaded.tensors, loaded.trainable)
     if problem:
         raise PartStopped(Stop.REFUSED, problem)
     order = permutation(len(x), seed, "evaluation order")
     with evaluator:
-        required_protections(evaluator.start(), grading)
-        put_in_place(evaluator, loaded, evaluator.load(grading.root / "decoy" / "checkpoint.pth", init, send=False).fields["names"])
+        answer_with(evaluator, loaded, init, grading)
         before = evaluator.forward(x[order]).tensors["y"]
         evaluator.replace(trained, list(trained))
         after = evaluator.forward(x[order]).tensors["y"]

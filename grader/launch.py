@@ -9,6 +9,7 @@ alone may read its grading folder. So no part's process can signal, trace or rea
 files of another, of the same submission or of another graded beside it.
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -28,6 +29,12 @@ GRADER_DIR = Path(__file__).resolve().parent
 RUNTIME_FILES = (GRADER_DIR / "part_runtime.py", GRADER_DIR / "protocol.py", GRADER_DIR / "confinement.py")
 PYTHON_FLAGS = ("-E", "-B", "-X", "utf8")  # no PYTHON* variables, no .pyc files, UTF-8 whatever the locale
 FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536, as containers map them
+# glibc gives an allocation this large pages of its own, which go back to the system when it is freed. By
+# default it raises that threshold after the first such free, up to 32 MB, and keeps the pages of every
+# tensor below it once freed: the grading process, which receives model after model, would keep hundreds
+# of MB it no longer uses, and Gradescope's default container has 768 MB for everything. (Not for the
+# parts' processes: computing with 4 MB tensors, they would pay for fresh pages at every step.)
+MMAP_THRESHOLD = 2**20
 
 
 def prepare(root: Path, submission: Path, write_decoy, group: int | None) -> None:
@@ -140,9 +147,21 @@ def readable_by_others(path: Path) -> bool:
 
 
 def environment(home: Path) -> dict[str, str]:
-    """The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say)."""
+    """
+    The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say),
+    with `home` for temporary files. HOME stays the user's: an interpreter finds the user's own
+    site-packages (pip install --user) through it, as the tools do. (PYTHON* variables are ignored
+    under -E; -X utf8 is UTF-8 mode.)
+    """
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER")}
-    return {**inherited, "HOME": str(home), "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # UTF-8 mode: -X utf8 (PYTHON* variables are ignored under -E)
+    return {**inherited, "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def return_freed_memory() -> None:
+    """This process's own MMAP_THRESHOLD (glibc; elsewhere the allocator decides)."""
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if sys.platform == "linux" else None
+    if mallopt is not None:
+        mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
 
 
 class Interpreters:
@@ -214,8 +233,7 @@ class Template:
         return json.loads(reply)
 
     def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None, gid: int | None) -> int:
-        changes = {k: v for k, v in environment(home).items() if k in ("HOME", "TMPDIR")}
-        return self._call({"ask": "fork", "home": str(home), "environment": changes, "uid": uid, "gid": gid}, [requests, answers, log])["pid"]
+        return self._call({"ask": "fork", "home": str(home), "environment": {"TMPDIR": str(home)}, "uid": uid, "gid": gid}, [requests, answers, log])["pid"]
 
     def poll(self, pid: int) -> int | None:
         """The exit code of an ended process (negative: the signal that killed it), or None while it runs."""

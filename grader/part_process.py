@@ -98,6 +98,7 @@ class PartProcess:
         self.pid: int | None = None
         self.returncode: int | None = None
         self.channel: Channel | None = None
+        self.protections: dict = {}  # what it set up (start)
         self.checked = 0.0  # when its time and memory were last read
 
     def __enter__(self) -> "PartProcess":
@@ -156,10 +157,11 @@ class PartProcess:
         fields = {**self.start_fields, "part": self.part, "submission": str(self.root / "code"), "readable": readable + self.start_fields["readable"]}
         try:
             protections = self.ask(Request(Ask.START, fields)).fields["protections"]
-        except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure
+        except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure, or its Python's
             printed = self.output().strip().splitlines()
-            raise PartStopped(Stop.GRADER_FAILED, f"a part's process could not start ({e.reason}): {one_line(printed[-1]) if printed else 'it printed nothing'}") from None
+            raise PartStopped(Stop.GRADER_FAILED, one_line(f"a part's process could not start: {printed[-1] if printed else e.reason}")) from None
         self.budget.ready(self.pid)
+        self.protections = protections
         return protections
 
     def load(self, checkpoint: Path, seed: int, send: bool) -> Answer:
@@ -217,12 +219,15 @@ class PartProcess:
         over = self.budget.over(self.pid)
         if over:
             raise PartStopped(Stop.TIMEOUT, over + self.where())
-        # RLIMIT_DATA (set by the process) makes allocations fail past memory_cap, with a clear error; this
-        # catches, later, what that limit does not count (shared memory) and systems that ignore it.
-        memory_cap = self.start_fields["memory_cap"]
+        # RLIMIT_DATA and RLIMIT_FSIZE (set by the process) make allocations and prints fail past their caps,
+        # with a clear error; this catches, later, what they do not count (shared memory), and systems
+        # without them (Windows has neither; macOS ignores RLIMIT_DATA).
+        memory_cap, output_cap = self.start_fields["memory_cap"], self.start_fields["output_cap"]
         rss = resident_bytes(self.pid)
         if rss is not None and rss > 1.5 * memory_cap:
             raise PartStopped(Stop.CRASHED, f"used more than {1.5 * memory_cap / 2**30:g} GB of memory" + self.where())
+        if self.log.stat().st_size > output_cap:
+            raise PartStopped(Stop.CRASHED, f"printed more than {output_cap / 2**20:g} MB" + self.where())
 
     def where(self) -> str:
         """

@@ -16,6 +16,7 @@ at any moment is the model and the tensors of the request in hand.
 
 import errno
 import faulthandler
+import gc
 import importlib
 import os
 import signal
@@ -312,6 +313,9 @@ def template(control: int) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    # A fork's garbage collector would write to every object the template made, and so copy each page
+    # it touches: frozen, they stay shared by every part's process.
+    gc.freeze()
     channel = socket.socket(fileno=control)
     while True:
         message, fds, _, _ = socket.recv_fds(channel, 64 * 1024, 3)
@@ -363,6 +367,8 @@ def standard_streams() -> tuple[int, int]:
     requests, answers = os.dup(0), os.dup(1)
     os.dup2(2, 1)
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    for fd in (requests, answers):
+        protocol.binary_mode(fd)
     return requests, answers
 
 

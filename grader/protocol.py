@@ -138,12 +138,11 @@ class Answer:
 
 
 def encode(header: dict, tensors: dict | None = None) -> bytes:
-    payload = b""
+    buffer = io.BytesIO()
     if tensors:
-        buffer = io.BytesIO()
         torch.save(tensors, buffer)
-        payload = buffer.getvalue()
-    return json.dumps({**header, "size": len(payload)}).encode() + b"\n" + payload
+    with buffer.getbuffer() as payload:  # one copy of a model's tensors into the message, not two
+        return b"".join([json.dumps({**header, "size": len(payload)}).encode(), b"\n", payload])
 
 
 def decode_tensors(payload: bytes) -> dict:
@@ -180,12 +179,21 @@ def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes] | None, bytearra
     stop = end + 1 + header["size"]
     if len(buffer) < stop:
         return None, buffer
-    return (header, bytes(buffer[end + 1 : stop])), bytearray(buffer[stop:])
+    with memoryview(buffer) as view:  # one copy of the payload, not two (a model's tensors: up to MAX_PAYLOAD)
+        return (header, bytes(view[end + 1 : stop])), bytearray(view[stop:])
 
 
 def refuse_constant(name: str):
     """NaN and Infinity are not JSON, though Python's json module reads them."""
     raise ValueError(name)
+
+
+def binary_mode(fd: int) -> None:
+    """Windows: no newline translation on a pipe's descriptor (messages are bytes). Elsewhere there is none to turn off."""
+    if os.name == "nt":
+        import msvcrt
+
+        msvcrt.setmode(fd, os.O_BINARY)
 
 
 def read_message(fd: int) -> tuple[dict, bytes]:

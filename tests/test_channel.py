@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -72,14 +73,13 @@ def test_the_reader_waits_while_more_than_any_message_is_unread(monkeypatch):
     requests_r, requests_w = os.pipe()
     answers_r, answers_w = os.pipe()
     channel = Channel(requests_w, answers_r)
-    os.set_blocking(answers_w, False)
-    written = 0
-    try:
-        for _ in range(10_000):  # until the pipe is full: nobody reads it any more
-            written += os.write(answers_w, b"x" * 1024)
-    except BlockingIOError:
-        pass
-    assert written < 4 * 2**20 and 1000 < len(channel.received) <= 1000 + 2**20
+    os.write(answers_w, b"x" * 2000)  # no header line: nothing the channel could take
+    deadline = time.monotonic() + 10
+    while len(channel.received) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.write(answers_w, b"y" * 100)
+    time.sleep(0.3)
+    assert bytes(channel.received) == b"x" * 2000  # the y's wait in the pipe
     channel.close()
     for fd in (requests_r, answers_w):
         os.close(fd)

@@ -29,7 +29,7 @@ BENCHMARK_ONLY = ("a_zero_b_random", "kaiming_normal_init", "odd_rank_13", "rank
 
 
 @pytest.mark.parametrize("style", [style for style in STYLES if style not in BENCHMARK_ONLY])
-def test_an_honest_style_gets_full_marks(style, tmp_path):
+def test_an_honest_style_gets_full_marks(style, tmp_path, corpus_launcher):
     parts = style_parts(style)
     # A style of adapters alone computes its base's output at load: the default checkpoint is enough for it,
     # which keeps CI within minutes (benchmarks.honest_corpus grades every style on hidden suites too).

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import grader.grade
-from grader import launch, part_process
+from grader import launch
 from grader.grade import grade
 from grader.parts import Suite, load_suite, make_hidden
 from grader.reference import checkpoint_path
@@ -502,25 +502,18 @@ def test_the_reference_report_as_text_and_as_gradescope_json(reference_report):
 
 
 @pytest.mark.parametrize("name", BROKEN)
-def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_report):
+def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_report, corpus_launcher):
     check_broken(name, tmp_path, reference_report)
 
 
-# What macOS and Windows do, tried here (as_elsewhere) on the members whose processes end in each way: the same
-# scores and reasons. benchmarks/elsewhere.py grades every member and every honest style both ways.
+# What macOS and Windows do (conftest.as_elsewhere), on the members whose processes end in each way: the same scores
+# and reasons. GRADE_AS_ELSEWHERE=1 grades every member, and every honest style, that way.
 ELSEWHERE = ("starter", "exit_at_import", "os_exit", "memory_hog", "print_flood", "writes_outside", "float32_in_a_thread", "answer_overflow", "syntax_error_in_qlora")
 
 
 @pytest.mark.parametrize("name", ELSEWHERE)
-def test_without_a_template_or_proc_a_broken_submission_gets_the_same_score(name, tmp_path, reference_report, monkeypatch):
-    as_elsewhere(monkeypatch)
+def test_without_a_template_or_proc_a_broken_submission_gets_the_same_score(name, tmp_path, reference_report, as_elsewhere):
     check_broken(name, tmp_path, reference_report)
-
-
-def as_elsewhere(monkeypatch) -> None:
-    """macOS's and Windows' way, on Linux: an interpreter per part's process (requests on its standard input, answers on its standard output), and no /proc."""
-    monkeypatch.setattr(grader.grade, "launcher", launch.Interpreters)
-    monkeypatch.setattr(part_process, "PROC", Path("/nonexistent"))
 
 
 def check_broken(name: str, tmp_path: Path, reference_report) -> None:
@@ -662,10 +655,26 @@ def test_the_self_check_runs_as_on_windows(tmp_path):
     lora = subprocess.run([*command, str(make_submission(tmp_path / "reference", [])), "--part", "lora"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert lora.returncode == 0 and "30 / 30" in lora.stdout and "CPU time n/a (Linux only)" in lora.stdout, lora.stdout + lora.stderr
     assert "separate users: unavailable: the grader is not root" in lora.stdout
-    loop = BROKEN["infinite_loop_in_forward"]
-    stopped = subprocess.run([*command, str(make_submission(tmp_path / "loop", loop.edits)), "--part", "half_precision", "--timeout", "10"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert stopped.returncode == 0 and "0 / 20" in stopped.stdout, stopped.stdout + stopped.stderr
-    assert "s of time (CPU time is counted on Linux only), over the part's limit of 10 s" in stopped.stdout
+    # No process group to kill, and no resource limits in the part's process: the grading process stops a loop and a print flood.
+    broken = make_submission(tmp_path / "broken", BROKEN["infinite_loop_in_forward"].edits + BROKEN["print_flood"].edits)
+    stopped = subprocess.run([*command, str(broken), "--part", "half_precision", "--part", "lora", "--timeout", "10"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    half, lora = [line for line in stopped.stdout.splitlines() if line.startswith(("Half precision", "LoRA"))]
+    assert stopped.returncode == 0 and "0 / 20" in half and "0 / 30" in lora, stopped.stdout + stopped.stderr
+    assert "s of time (CPU time is counted on Linux only), over the part's limit of 10 s" in half
+    assert "printed more than 4 MB" in lora
+
+
+def test_a_part_whose_python_cannot_import_torch_says_so_in_one_line(tmp_path, monkeypatch):
+    """As when the parts' interpreter does not see the packages the grader's does (no site-packages: -S)."""
+
+    class WithoutSitePackages(launch.Interpreters):
+        def __init__(self, root):
+            super().__init__(root)
+            self.command.insert(1, "-S")
+
+    monkeypatch.setattr(grader.grade, "launcher", WithoutSitePackages)
+    (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, parts=("half_precision",)).parts
+    assert part.score == 0 and part.reason == "a part's process could not start: ModuleNotFoundError: No module named 'torch'"
 
 
 def test_a_part_that_sleeps_is_stopped_by_the_wall_clock_and_told_where(tmp_path, monkeypatch):

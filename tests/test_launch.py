@@ -1,6 +1,8 @@
 """grader/launch.py: who a part's process runs as, and what it may read."""
 
 import os
+import site
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -76,3 +78,10 @@ def test_packages_installed_with_pip_install_user_are_on_a_parts_path(tmp_path, 
     monkeypatch.syspath_prepend(str(user_site))
     readable, path = python_folders([])
     assert str(user_site) in path and str(user_site) in readable
+
+
+def test_a_parts_interpreter_finds_the_users_own_site_packages(tmp_path):
+    """pip install --user puts torch where the user's HOME says: a part's interpreter, started as the grader starts it, looks there too."""
+    command = [sys.executable, *launch.PYTHON_FLAGS, "-c", "import site; print(site.getusersitepackages())"]
+    started = subprocess.run(command, env=launch.environment(tmp_path), cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert started.stdout.strip() == site.getusersitepackages()
