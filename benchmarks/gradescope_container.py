@@ -10,7 +10,8 @@ included, which the kernel reclaims before it kills anything) and whether the ke
 and, sampled every 0.2 s, the peak of the tree's proportional set size (PSS: a page shared by the
 template and its forks counts once in all), split by what each process is.
 
-Needs root and a writable cgroup v1 hierarchy (cpu and memory controllers), and `unshare`.
+Needs root and a writable cgroup v1 hierarchy (cpu and memory controllers), and `unshare`. What the
+kernel killed, and how large it was, is in `dmesg` ("Memory cgroup out of memory").
 """
 
 import argparse
@@ -67,6 +68,7 @@ def run_in_container(root: Path, python: str, cpus: float, memory_mb: int) -> di
     peaks: dict[str, int] = {}
     peak_total = 0
     started = time.monotonic()
+    (root / "results" / "results.json").unlink(missing_ok=True)  # run_autograder writes its own when Python itself dies
     with open(root / "results" / "stdout", "w") as log:
         process = subprocess.Popen(["unshare", "-m", "sh", "-c", shell], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
         while process.poll() is None:
