@@ -299,9 +299,10 @@ def describe(error: BaseException, start: dict) -> str:
 
 def template(control: int) -> None:
     """
-    Fork a part's process for each request on the `control` socket (launch.Template), and tell (reaping
-    it) whether one has ended when asked. This process imports what every part's process needs and runs nothing else: no
-    submission, no tensor operation (which would start threads, and a fork keeps only the thread that calls it).
+    Fork a part's process for each request on the `control` socket (launch.Template), and say, when
+    asked, whether one has ended (reaping it). This process imports what every part's process needs and
+    runs nothing else: no submission, no tensor operation (which would start threads, and a fork keeps
+    only the thread that calls it).
     """
     import json
     import socket
