@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import grader.grade
-from grader import launch
+from grader import launch, part_process
 from grader.grade import grade
 from grader.parts import Suite, load_suite, make_hidden
 from grader.reference import checkpoint_path
@@ -663,6 +663,26 @@ def test_the_self_check_runs_as_on_windows(tmp_path):
     assert stopped.returncode == 0 and "0 / 20" in half and "0 / 30" in lora, stopped.stdout + stopped.stderr
     assert "s of time (CPU time is counted on Linux only), over the part's limit of 10 s" in half
     assert "printed more than 4 MB" in lora
+
+
+def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
+    """Gradescope's default container has 768 MB for everything: a part takes the memory of its largest process, never of two."""
+    alive, most = set(), []
+    start, end = part_process.PartProcess.start, part_process.PartProcess.end
+
+    def counted_start(process):
+        alive.add(process)
+        most.append(len(alive))
+        return start(process)
+
+    def counted_end(process):
+        alive.discard(process)
+        end(process)
+
+    monkeypatch.setattr(part_process.PartProcess, "start", counted_start)
+    monkeypatch.setattr(part_process.PartProcess, "end", counted_end)
+    (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, parts=("lora",)).parts
+    assert part.score == 30 and len(most) == 5 and max(most) == 1  # load, answer, and a training run's load, training and evaluation
 
 
 def test_a_part_whose_python_cannot_import_torch_says_so_in_one_line(tmp_path, monkeypatch):
