@@ -13,7 +13,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from grader.submission import MAX_BYTES, mb
+from grader.parts import mb
+from grader.submission import MAX_BYTES
 
 # A UT EID is a few letters and digits; we also allow '-' and '_'. Starting with a letter or digit
 # keeps it from looking like an option or a hidden file, and the character set keeps it a plain
@@ -52,9 +53,9 @@ def bundle(homework_dir: Path, utid: str, force: bool = False) -> Path:
     total = sum(sizes.values())
     if total > MAX_BYTES:
         biggest = sorted(files, key=sizes.get, reverse=True)[:3]
-        names = ", ".join(f"{p.relative_to(homework_dir)} ({mb(sizes[p])})" for p in biggest)
+        names = ", ".join(f"{p.relative_to(homework_dir)} ({mb(sizes[p], 1)})" for p in biggest)
         raise BundleError(
-            f"the homework files add up to {mb(total)}, over the {mb(MAX_BYTES)} limit; "
+            f"the homework files add up to {mb(total, 1)}, over the {mb(MAX_BYTES, 1)} limit; "
             f"biggest: {names}"
         )
 

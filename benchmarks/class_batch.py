@@ -27,7 +27,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from grader.parts import PARTS, make_hidden
+from grader.parts import PARTS
+from grader.suite import make_hidden
 from grader.release import REPO, release, strip_markers
 
 STUDENTS = 40

@@ -20,12 +20,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from grader.gradescope import build, check
-from grader.parts import make_hidden
+from grader.suite import make_hidden
 
 CGROUP = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000

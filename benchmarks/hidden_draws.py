@@ -1,7 +1,7 @@
 """
 How far an output case's figures move from one draw of hidden cases to the next, for the reference
 and for each honest style of tests/corpus/honest: on each weight family, the public checkpoint
-(grader.parts.PUBLIC) and DRAWS hidden ones, each figure as a share of its case's limit
+(grader.suite.PUBLIC) and DRAWS hidden ones, each figure as a share of its case's limit
 (grader.reference.output_limits: the limits grow with the reference scheme's own error there).
 The grader warns about a public figure within parts.DRAW_SPREAD of its limit; that figure comes from
 here (a benchmark, not a test: about 5 minutes on 2 cores for 10 draws):
@@ -10,6 +10,7 @@ here (a benchmark, not a test: about 5 minutes on 2 cores for 10 draws):
 """
 
 import contextlib
+from functools import partial
 import importlib
 import io
 import tempfile
@@ -18,8 +19,10 @@ from pathlib import Path
 import fire
 import torch
 
-from grader.parts import PARTS, PUBLIC, Checkpoint, Inputs, Suite, derived_seed
-from grader.reference import checkpoint_path, import_private, one_thread, output_limits, reference_outputs, trusted
+from grader.parts import PARTS
+from grader.reference import checkpoint_path, one_thread, output_limits, reference_outputs
+from grader.suite import PUBLIC, Checkpoint, Inputs, Suite, derived_seed
+from grader.trusted import import_private, load_reference, random_inputs
 from tests.corpus import STYLES, honest_package, style_parts
 
 OUTPUT_PARTS = {part.name: part for part in PARTS if part.name in ("half_precision", "low_precision", "lower_precision")}
@@ -30,14 +33,14 @@ def share_of_limit(load, part, checkpoint: Checkpoint, inputs: Inputs) -> float:
     suite = Suite((checkpoint,), (inputs,))
     max_limit, mean_limit = output_limits(part, suite)[checkpoint, inputs]
     with one_thread(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # a style may print as it goes
-        y = load(str(checkpoint_path(checkpoint)))(trusted("compare").random_inputs(inputs.n, inputs.seed))
+        y = load(str(checkpoint_path(checkpoint)))(random_inputs(inputs.n, inputs.seed))
     diff = (y.float() - reference_outputs(suite)[checkpoint, inputs]).abs()
     return max(diff.max().item() / max_limit, diff.mean().item() / mean_limit if mean_limit else 0.0)
 
 
 def main(draws: int = 10) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        models = {("reference", name): trusted(name).load for name in OUTPUT_PARTS}
+        models = {("reference", name): partial(load_reference, name) for name in OUTPUT_PARTS}
         for style in STYLES:
             package = import_private(f"_style_{style}", honest_package(style, Path(tmp) / style))
             for name in OUTPUT_PARTS.keys() & set(style_parts(style)):

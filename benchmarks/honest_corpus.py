@@ -2,7 +2,7 @@
 The corpus of honest solutions (tests/corpus/honest), graded three ways, part by part: this grader on
 the public cases and on a hidden suite of the size staff make (`python -m grader hidden`: 3
 checkpoints, 2 input batches, 2 training runs), and the course's own grader's rules
-(benchmarks/course_grader.py, run untimed). With each, the CPU seconds the part's processes used.
+(tests/course_grader.py). With each, the CPU seconds the part's processes used.
 Then the float16-compute style once more on the hidden suite, with a CPU burner on every core (two per core).
 A benchmark, not a test: about 25 minutes on 2 cores.
 
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import fire
 
-from benchmarks.course_grader import drive_in_fresh_interpreter, refusals
+from tests.course_grader import drive_in_fresh_interpreter, refusals
 from grader.grade import grade
-from grader.parts import PARTS, Checkpoint, load_suite, make_hidden
-from grader.reference import checkpoint_path
+from grader.parts import PARTS
+from grader.suite import load_suite, make_hidden
+from homework.bignet import default_checkpoint
 from tests.corpus import STYLES, honest_package, style_parts
 
 BY_NAME = {part.name: part for part in PARTS}
@@ -31,7 +32,7 @@ BY_NAME = {part.name: part for part in PARTS}
 def course_grader(package: Path, name: str) -> str:
     """The course's grader's verdict on one part: full marks, or what it refuses."""
     folder = package.parent
-    shutil.copy(checkpoint_path(Checkpoint()), folder / "bignet.pth")
+    shutil.copy(default_checkpoint(), folder / "bignet.pth")
     why = refusals(BY_NAME[name], drive_in_fresh_interpreter(folder, name))
     return f"{BY_NAME[name].max_score:g}" if not why else f"0 ({'; '.join(why)})"
 

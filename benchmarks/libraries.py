@@ -25,15 +25,23 @@ import fire
 import torch
 
 from benchmarks.speed import timed_against
-from grader.parts import Checkpoint
-from grader.reference import checkpoint_path
 from homework import checkpoint, fit
-from homework.bignet import BigNet, LayerNorm
-from homework.compare import random_inputs
+from homework.bignet import BigNet, LayerNorm, make_checkpoint
+from homework.data import noise_classification, random_inputs
 from homework.memory import MB, AllocationTrace
+from homework.optim import DEFAULT_OPTIMIZER, make_optimizer
 
 PARAMETERS = 18_903_040
 FAMILIES = checkpoint.FAMILIES  # default, gaussian, heavy_tailed
+
+
+def family_checkpoints(seed: int = 0) -> dict[str, Path]:
+    """{family: BigNet's checkpoint of that weight family}, made on first use in checkpoints/."""
+    paths = {family: checkpoint.DEFAULT_PATH.with_name(f"seed{seed}-{family}.pth") for family in FAMILIES}
+    for family, path in paths.items():
+        if not path.exists():
+            make_checkpoint(path, seed, family)
+    return paths
 
 
 def homework_model(module: str):
@@ -235,9 +243,9 @@ def lora_against_peft(path: Path, steps: int = 5) -> str:
         output_diff = (ours(x) - theirs(x)).abs().max().item()
     losses = {}
     for label, model in (("homework", ours), ("peft", theirs)):
-        data = fit.noise_classification(1000, seed=0)
+        data = noise_classification(1000, seed=0)
         losses[label] = []
-        fit.fit(model, *data, steps=steps, log=lambda line, into=losses[label]: into.append(float(line.split("loss")[1].split()[0])))
+        fit.fit(model, make_optimizer(DEFAULT_OPTIMIZER, model), *data, steps=steps, log=lambda line, into=losses[label]: into.append(float(line.split("loss")[1].split()[0])))
     lines = [f"LoRA, same adapters, same float16 base: max |homework - peft| output difference {output_diff:.2e}", f"{steps} AdamW steps from the same start, loss:"]
     lines += [f"  step {i + 1}: homework {a:.4f}  peft {b:.4f}" for i, (a, b) in enumerate(zip(losses["homework"], losses["peft"]))]
     return "\n".join(lines)
@@ -247,7 +255,7 @@ def main(repeats: int = 3, out: str = "benchmarks/results"):
     torch.manual_seed(0)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {family: checkpoint_path(Checkpoint(0, family)) for family in FAMILIES}  # made on first use, shared with the grader
+    paths = family_checkpoints()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; forward times: median of {repeats} ratios to float32, timed alternately", flush=True)
     rows = compare_all(paths, repeats)
     markdown = table(rows)

@@ -31,13 +31,13 @@ import fire
 import torch
 
 from benchmarks.libraries import failure, markdown_table
-from homework import fit
+from homework.data import noise_classification
 from homework.memory import MB, AllocationTrace
 from homework.models import load_model
 from homework.optim import make_optimizer, theoretical_state_bytes, trainable
 from homework.optim.functional import AdamW
 from homework.optim.low_rank import divide_params
-from homework.optim.recipes import step_in_backward
+from homework.optim import recipes
 from homework.train_stats import measure_training
 
 LR = 3e-4  # full fine-tuning, every Adam here; SGD, LoRA's adapters and Adafactor get rates of their own
@@ -126,20 +126,20 @@ ROWS = {
 }
 
 
-def digits_row(model_name, make, lr, in_backward, theory_from, data, steps, batch_size=64):
+def digits_row(model_name, make, lr, step_in_backward, theory_from, data, steps, batch_size=64):
     x_train, y_train, x_test, y_test = data
     torch.manual_seed(0)  # the head's and the adapters' init, the batches' order
     with AllocationTrace() as loading:
         model = Classifier(load_model(model_name))
     optimizer = make(model, lr)
-    if in_backward:
-        step_in_backward(optimizer)
+    if step_in_backward:
+        recipes.step_in_backward(optimizer)
     batches = torch.randint(len(x_train), (steps, batch_size), generator=torch.Generator().manual_seed(0))
 
     def loss(step=0):
         return torch.nn.functional.cross_entropy(model(x_train[batches[step]]), y_train[batches[step]])
 
-    memory = measure_training(model, optimizer, loss, x_train, loading.net, in_backward)  # steps 1 and 2
+    memory = measure_training(model, optimizer, loss, x_train, loading.net, step_in_backward)  # steps 1 and 2
     if theory_from:
         memory["Optimizer state"] = (memory["Optimizer state"][0], theoretical_state_bytes(make_optimizer(theory_from, model)))
     seconds = []
@@ -154,13 +154,13 @@ def digits_row(model_name, make, lr, in_backward, theory_from, data, steps, batc
     return {"state": memory["Optimizer state"], "peak": memory["Peak"][0], "accuracy": accuracy, "seconds": statistics.median(seconds)}
 
 
-def steps_to_80(model_name, make, lr, in_backward, max_steps=30) -> int | None:
+def steps_to_80(model_name, make, lr, step_in_backward, max_steps=30) -> int | None:
     torch.manual_seed(0)
     model = load_model(model_name)
     optimizer = make(model, lr)
-    if in_backward:
-        step_in_backward(optimizer)
-    x, labels, head = fit.noise_classification(1000, seed=0)
+    if step_in_backward:
+        recipes.step_in_backward(optimizer)
+    x, labels, head = noise_classification(1000, seed=0)
     for step in range(1, max_steps + 1):
         logits = head(model(x))
         if (logits.argmax(dim=1) == labels).float().mean().item() >= 0.8:
@@ -220,10 +220,10 @@ def main(steps: int = 100, out: str = "benchmarks/results", only: str | None = N
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; digits: {len(data[0])} train / {len(data[2])} test, {steps} steps of 64", flush=True)
     results, rows = {}, {}
     for name in names:
-        model_name, make, lr, in_backward, theory_from = ROWS[name]
+        model_name, make, lr, step_in_backward, theory_from = ROWS[name]
         try:
-            result = digits_row(model_name, make, lr, in_backward, theory_from, data, steps)
-            result["noise"] = steps_to_80(model_name, make, lr, in_backward)
+            result = digits_row(model_name, make, lr, step_in_backward, theory_from, data, steps)
+            result["noise"] = steps_to_80(model_name, make, lr, step_in_backward)
         except Exception as e:  # a package that is missing, or does not run on this machine
             rows[name] = failure(e)
             print(f"{name}: not run: {rows[name]}", flush=True)

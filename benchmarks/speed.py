@@ -14,7 +14,7 @@ import time
 import fire
 import torch
 
-from homework.compare import random_inputs
+from homework.data import random_inputs
 from homework.models import MODEL_NAMES, load_model, pick_device
 
 

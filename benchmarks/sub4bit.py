@@ -27,12 +27,10 @@ import time
 import fire
 import torch
 
-from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, failure, forward_ratio, homework_model, markdown_table, stored_bytes
-from grader.parts import Checkpoint
-from grader.reference import checkpoint_path
+from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, failure, family_checkpoints, forward_ratio, homework_model, markdown_table, stored_bytes
 from homework import lower_precision
 from homework.bignet import LayerNorm, load_weights
-from homework.compare import random_inputs
+from homework.data import random_inputs
 from homework.memory import MB, AllocationTrace
 
 WEIGHTS = 18 * 1024 * 1024
@@ -98,7 +96,7 @@ def main(repeats: int = 3, previous: str | None = None):
         schemes[f"previous lower_precision ({previous})"] = previous_version(previous)
     torch.manual_seed(0)
     inputs = random_inputs(1024, seed=0)
-    paths = {family: checkpoint_path(Checkpoint(0, family)) for family in FAMILIES}  # made on first use, shared with the grader
+    paths = family_checkpoints()
     floats = {family: homework_model("bignet")(path) for family, path in paths.items()}
     with AllocationTrace():  # the profiler's one-time start-up
         pass

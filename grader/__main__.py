@@ -16,7 +16,8 @@ import os
 import sys
 
 from .grade import InvalidSubmission, grade_submission
-from .parts import HIDDEN_ENV, PART_NAMES, TIMEOUT, WALL_FACTOR, GraderError, load_suite, make_hidden
+from .parts import PART_NAMES, TIMEOUT, WALL_FACTOR, GraderError
+from .suite import HIDDEN_ENV, load_suite, make_hidden
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,10 @@ from pathlib import Path
 
 from .canvas import Submission, submissions, without_zip
 from .grade import cpu_count
-from .parts import HIDDEN_ENV, PARTS, WALL_FACTOR, GraderError, load_suite
-from .reference import HOMEWORK_DIR, precompute
+from .parts import PARTS, WALL_FACTOR, GraderError
+from .reference import precompute
+from .suite import HIDDEN_ENV, load_suite
+from .trusted import HOMEWORK_DIR
 from .report import write_json
 from .results import Outcome
 

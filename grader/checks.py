@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from .parts import DRAW_SPREAD, MB, MIN_TRAINABLE, TRAINING, Part
+from .parts import DRAW_SPREAD, MIN_TRAINABLE, TRAINING, Part, mb
 
 
 def stored_bytes(tensors: dict) -> int:
@@ -57,10 +57,10 @@ def check_adapters(part: Part, tensors: dict, trainable: list[str]) -> tuple[boo
 
 def check_training(start: float, final: float, steps: int, finite: bool) -> tuple[float, str]:
     """(progress from 0 to 1, message): the share of the way from the starting accuracy to the target."""
-    target = TRAINING["target"]
+    target = TRAINING.target
     if not (math.isfinite(start) and math.isfinite(final)):
         return 0.0, "the accuracy is NaN"
-    message = f"accuracy {start:.3f} -> {final:.3f} after {steps} steps (target {target} within {TRAINING['steps']} steps)"
+    message = f"accuracy {start:.3f} -> {final:.3f} after {steps} steps (target {target} within {TRAINING.steps} steps)"
     if not finite:
         return 0.0, f"the outputs became NaN or inf during training ({message})"
     return (1.0 if final >= target else max(0.0, min(1.0, (final - start) / (target - start)))), message
@@ -125,10 +125,6 @@ def at_least(name: str, value: float, limit: float, show=lambda x: f"{x:.3g}") -
 def summarize(checks: list[tuple[bool, str]]) -> tuple[bool, str]:
     """All-or-nothing: passed if every check passed; the message lists them all."""
     return all(ok for ok, _ in checks), ", ".join(text for _, text in checks)
-
-
-def mb(size: float) -> str:
-    return f"{size / MB:.2f} MB"
 
 
 def millions(count: float) -> str:

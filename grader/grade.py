@@ -42,13 +42,14 @@ from .checks import (
 )  # fmt: skip
 from .confinement import SYSCALLS, landlock_abi
 from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
-from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, PUBLIC, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Part, Suite, derived_seed
+from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
 from .protocol import PartStopped, Stop, one_line
-from .reference import BIGNET_LINEARS, CHECKPOINT_DIR, HOMEWORK_DIR, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, trusted, write_decoy
+from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, write_decoy
 from .results import Case, PartResult, Report
+from .suite import PUBLIC, Suite, derived_seed
+from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, random_inputs
 
-SLOWEST_FIRST = ("lora", "qlora", "lower_precision", "low_precision", "half_precision")  # training parts take longest
 PROBE = 16  # inputs on which a loading process's model and the answering process's are compared
 
 
@@ -121,7 +122,7 @@ def grade(
             prepare(Path(tmp), package, write_decoy, uids.group)
             start_parts = launcher(Path(tmp))
             grading = Grading(Path(tmp), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
-            order = sorted(selected, key=lambda part: SLOWEST_FIRST.index(part.name))
+            order = sorted(selected, key=lambda part: part.cpu_seconds, reverse=True)  # the slowest first: the last to finish is short
             with ThreadPoolExecutor(jobs or min(len(selected), cpu_count())) as pool:
                 try:
                     runs = {part.name: pool.submit(grade_part, part, grading) for part in order}
@@ -285,7 +286,7 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     part, suite = result.part, grading.suite
     cases = {case.name: case for case in result.cases}
     limits = output_limits(part, suite)
-    batches = [trusted("compare").random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
+    batches = [random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
     probe = batches[0][:PROBE]
     # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
     loads = [load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
@@ -318,14 +319,13 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     if not first_load.trainable:
         result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
     output_passed = cases[output_name(suite, 0, 0)].score > 0
-    counted = {"memory": lambda: check_memory(part, result.figures["memory"]), "adapters": lambda: check_adapters(part, first_load.tensors, first_load.trainable)}
-    for name, check in counted.items():
-        if name in cases:
-            passed, message = check()
-            award(cases[name], passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})")
-    seeds = suite.train_seeds if "training" in part.points else ()
-    for k, seed in enumerate(seeds):
-        case = result.cases[k - len(seeds)]
+    counted = {Kind.MEMORY: lambda: check_memory(part, result.figures["memory"]), Kind.ADAPTERS: lambda: check_adapters(part, first_load.tensors, first_load.trainable)}
+    for case in result.cases:
+        if case.kind in counted:
+            passed, message = counted[case.kind]()
+            award(case, passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})")
+    training = [case for case in result.cases if case.kind is Kind.TRAINING]
+    for k, (case, seed) in enumerate(zip(training, suite.train_seeds)):
         if not output_passed:
             case.score, case.message = 0.0, "not counted, the output does not match BigNet's"
             continue
@@ -365,7 +365,7 @@ def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess,
     to a fresh answering process, which answers with features for the inputs in another order; the
     accuracy is computed here, before and after.
     """
-    x, labels, head = training_data(TRAINING["samples"], seed)
+    x, labels, head = training_data(TRAINING.samples, seed)
     init = derived_seed(seed, "initialization")  # the adapters' random init; the data's seed stays here
     loaded = load_elsewhere(loader, grading.checkpoints[0], init, grading)
     if not loaded.trainable:
@@ -374,9 +374,9 @@ def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess,
     order = permutation(len(x), seed, "training order")
     with trainer:
         answer_with(trainer, loaded, init, grading)
-        features = trainer.train(x[order], TRAINING["lr"])
+        features = trainer.train(x[order], TRAINING.lr)
         steps = 0
-        while steps < TRAINING["steps"] and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING["target"]:
+        while steps < TRAINING.steps and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING.target:
             features = trainer.step(loss_gradient(features, head, labels[order]))
             steps += 1
         trained = trainer.trained()
@@ -404,10 +404,10 @@ def permutation(n: int, seed: int, purpose: str) -> torch.Tensor:
 def plan_cases(part: Part, suite: Suite) -> list[Case]:
     """The cases of `part` on `suite`, with their points: output and training points shared among their cases."""
     outputs = [output_name(suite, c, i) for c in range(len(suite.checkpoints)) for i in range(len(suite.inputs))]
-    cases = [Case(name, part.points["output"] / len(outputs)) for name in outputs]
-    cases += [Case(kind, float(points)) for kind, points in part.points.items() if kind in ("memory", "adapters")]
-    if "training" in part.points:
-        cases += [Case(training_name(suite, k), part.points["training"] / len(suite.train_seeds)) for k in range(len(suite.train_seeds))]
+    cases = [Case(name, Kind.OUTPUT, part.points[Kind.OUTPUT] / len(outputs)) for name in outputs]
+    cases += [Case(kind.value, kind, float(points)) for kind, points in part.points.items() if kind in (Kind.MEMORY, Kind.ADAPTERS)]
+    if Kind.TRAINING in part.points:
+        cases += [Case(training_name(suite, k), Kind.TRAINING, part.points[Kind.TRAINING] / len(suite.train_seeds)) for k in range(len(suite.train_seeds))]
     return cases
 
 
@@ -415,11 +415,11 @@ def output_name(suite: Suite, c: int, i: int) -> str:
     """A case's name, which shows its weight family and batch size, never its seeds: hidden ones are secret."""
     which = [f"checkpoint {c + 1} {suite.checkpoints[c].family}"] if len(suite.checkpoints) > 1 else []
     which += [f"inputs {i + 1}: {suite.inputs[i].n}"] if len(suite.inputs) > 1 else []
-    return f"output [{', '.join(which)}]" if which else "output"
+    return f"{Kind.OUTPUT.value} [{', '.join(which)}]" if which else Kind.OUTPUT.value
 
 
 def training_name(suite: Suite, k: int) -> str:
-    return "training" if len(suite.train_seeds) == 1 else f"training [{k + 1}]"
+    return Kind.TRAINING.value if len(suite.train_seeds) == 1 else f"{Kind.TRAINING.value} [{k + 1}]"
 
 
 def award(case: Case, passed: bool, message: str) -> None:

@@ -31,15 +31,16 @@ import zipfile
 from pathlib import Path
 
 from .grade import InvalidSubmission, grade_submission
-from .parts import GraderError, load_suite
+from .parts import GraderError, mb
 from .reference import precompute
 from .release import REPO, files
 from .report import error_results, gradescope, render, self_check_tests, write_json
 from .launch import Uids, running_as_root
 from .results import Outcome
-from .submission import MAX_BYTES, mb
+from .submission import MAX_BYTES
+from .suite import load_suite
 
-SOURCE = ("requirements.txt", "grader/*.py", "homework/*.py", "homework/optim/*.py")  # the grader and the reference solution
+SOURCE = ("requirements.txt", "grader/*.py", "homework/*.py", "homework/checkpoint/*.py")  # the grader and the reference solution (homework/optim/: not used)
 HIDDEN_NAME = "hidden.json"  # the hidden cases' name in the zip, beside setup.sh
 # Gradescope's visibilities for a test, and when a student sees a test that has it.
 VISIBILITIES = {"hidden": "never (staff see them)", "after_due_date": "after the due date", "after_published": "when grades are published", "visible": "below"}
@@ -177,7 +178,7 @@ def submission_zip(folder: Path, tmp: Path) -> Path:
         raise InvalidSubmission(f"{len(zips)} zips were uploaded ({', '.join(z.name for z in zips)}); upload one")
     size = sum(path.stat().st_size for path in plain)
     if size > MAX_BYTES:
-        raise InvalidSubmission(f"the files uploaded come to {mb(size)}; the limit is {mb(MAX_BYTES)}")
+        raise InvalidSubmission(f"the files uploaded come to {mb(size, 1)}; the limit is {mb(MAX_BYTES, 1)}")
     # Loose files straight from homework/ (no folder): they are the package.
     prefix = "homework/" if (folder / "__init__.py").is_file() else ""
     packed = tmp / "upload.zip"

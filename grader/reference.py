@@ -1,7 +1,6 @@
 """
-What a submission is compared with, computed in the grading process from the grader's own checkout
-(the homework/ folder beside grader/), imported under a private name: the submission's files are
-never imported here.
+What a submission is compared with, computed in the grading process from the grader's own homework
+package (grader/trusted.py): the submission's files are never imported here.
 
 - checkpoint_path: the checkpoint file of a case, generated on first use: a public one from torch's
   generator and its seed (anyone can make it again), a hidden one from the secret seed through a
@@ -18,41 +17,20 @@ never imported here.
 import contextlib
 import functools
 import hashlib
-import importlib
-import importlib.util
 import json
 import math
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import torch
 
+from . import trusted
 from .launch import running_as_root
-from .parts import PARTS, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, GraderError, Inputs, Part, Suite, derived_seed
+from .parts import PARTS, GraderError, Part
+from .suite import PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs, Suite, derived_seed
 
-HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
-CHECKPOINT_DIR = HOMEWORK_DIR.parent / "checkpoints"
-HIDDEN_DIR = CHECKPOINT_DIR / "hidden"
-TRUSTED = "_grader_homework"  # the grader's own homework package, under a name no submission uses
-
-
-def import_private(name: str, package_dir: Path):
-    """Import the package in `package_dir` under `name`; its modules then import as `name.module`."""
-    spec = importlib.util.spec_from_file_location(name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules[name] = package
-    spec.loader.exec_module(package)
-    return package
-
-
-@functools.cache
-def trusted(module: str):
-    """A module of the grader's own homework package."""
-    if TRUSTED not in sys.modules:
-        import_private(TRUSTED, HOMEWORK_DIR)
-    return importlib.import_module(f"{TRUSTED}.{module}")
+HIDDEN_DIR = trusted.CHECKPOINT_DIR / "hidden"
 
 
 class SecretDraws:
@@ -84,17 +62,15 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
     The checkpoint's file, generated the first time (the default one where the homework tools keep it). A
     hidden one's name is a hash of its secret seed: nothing in it names the seed or the family.
     """
-    tools = trusted("checkpoint")
     if checkpoint == Checkpoint():
-        path = tools.DEFAULT_PATH
+        path = trusted.default_checkpoint_path()
     elif checkpoint.secret:
         key = f"BigNet checkpoint {checkpoint.family} {checkpoint.seed}".encode()
         path = HIDDEN_DIR / f"{hashlib.blake2b(key, digest_size=8).hexdigest()}.pth"
     else:
         path = HIDDEN_DIR / f"seed{checkpoint.seed}-{checkpoint.family}.pth"
     if not path.exists():  # force: a grader side by side may have just made it too
-        draws = SecretDraws(key) if checkpoint.secret else None
-        tools.save(tools.make_state_dict(trusted("bignet").BigNet(), checkpoint.seed, checkpoint.family, draws), path, force=True)
+        trusted.make_checkpoint(path, checkpoint.seed, checkpoint.family, SecretDraws(key) if checkpoint.secret else None)
     if running_as_root():  # as root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read
         path.chmod(0o600)
     return path
@@ -102,24 +78,24 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
 
 def write_decoy(path: Path) -> None:
     """A checkpoint of BigNet's names and shapes, from a secret drawn now and forgotten: what an answering process loads."""
-    tools = trusted("checkpoint")
-    tools.save(tools.make_state_dict(trusted("bignet").BigNet(), draws=SecretDraws(secrets.token_bytes(32))), path)
+    trusted.make_checkpoint(path, draws=SecretDraws(secrets.token_bytes(32)))
 
 
 def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Linear]:
     """
-    homework.fit's noise task (random inputs, balanced labels, a frozen random head), with the inputs, the
+    homework.data's noise task (random inputs, balanced labels, a frozen random head), with the inputs, the
     labels and the head each drawn from a seed of its own: a part's process sees the inputs, and
     whatever it learns of their generator tells it nothing of the labels or the head.
     """
     def generator(purpose: str) -> torch.Generator:
         return torch.Generator().manual_seed(derived_seed(seed, purpose))
 
-    x = torch.randn(samples, 1024, generator=generator("inputs"))
+    x = trusted.random_inputs(samples, derived_seed(seed, "inputs"))
+    width = x.shape[1]
     labels = (torch.randperm(samples, generator=generator("labels")) < samples // 2).long()
-    head = torch.nn.Linear(1024, 2)
+    head = torch.nn.Linear(width, 2)
     with torch.no_grad():
-        head.weight.copy_(torch.randn(2, 1024, generator=generator("head")) / 1024**0.5)
+        head.weight.copy_(torch.randn(2, width, generator=generator("head")) / width**0.5)
         head.bias.zero_()
     return x, labels, head.requires_grad_(False)
 
@@ -132,7 +108,7 @@ def reference_outputs(suite: Suite) -> dict:
         for checkpoint in suite.checkpoints:
             net = mapped_bignet(checkpoint)
             for inputs in suite.inputs:
-                outputs[checkpoint, inputs] = net(trusted("compare").random_inputs(inputs.n, inputs.seed))
+                outputs[checkpoint, inputs] = net(trusted.random_inputs(inputs.n, inputs.seed))
     return outputs
 
 
@@ -174,7 +150,7 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
         try:
             model = reference_model(scheme, checkpoint)
             with one_thread(), torch.no_grad():
-                diff = (model(trusted("compare").random_inputs(inputs.n, inputs.seed)) - reference_outputs(Suite((checkpoint,), (inputs,)))[checkpoint, inputs]).abs()
+                diff = (model(trusted.random_inputs(inputs.n, inputs.seed)) - reference_outputs(Suite((checkpoint,), (inputs,)))[checkpoint, inputs]).abs()
         except NotImplementedError:
             raise GraderError(f"hidden cases need the reference solution's homework/{scheme}.py beside the grader") from None
         cache[key] = (diff.max().item(), diff.mean().item())
@@ -191,7 +167,7 @@ def reference_model(scheme: str, checkpoint: Checkpoint) -> torch.nn.Module:
     if scheme == "bignet":
         return mapped_bignet(checkpoint)
     with one_thread():
-        return trusted(scheme).load(checkpoint_path(checkpoint))
+        return trusted.load_reference(scheme, checkpoint_path(checkpoint))
 
 
 def mapped_bignet(checkpoint: Checkpoint) -> torch.nn.Module:
@@ -204,7 +180,7 @@ def mapped_bignet(checkpoint: Checkpoint) -> torch.nn.Module:
     try:
         state = torch.load(path, mmap=True, weights_only=True)
         with torch.device("meta"):  # no weights of its own: the file's take their place
-            net = trusted("bignet").BigNet()
+            net = trusted.bignet()
         net.load_state_dict(state, assign=True)  # strict: every name, with its shape
     except Exception as e:  # a truncated or foreign file: torch raises many kinds
         raise GraderError(f"cannot read the checkpoint {path} ({type(e).__name__}): remove it, and grading makes it again") from None

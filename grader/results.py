@@ -6,7 +6,7 @@ outcome. Plain data, made by grade.py and shown by report.py.
 import enum
 from dataclasses import dataclass, field
 
-from .parts import Part
+from .parts import Kind, Part
 from .protocol import Stop
 
 
@@ -21,6 +21,7 @@ class Outcome(enum.Enum):
 @dataclass
 class Case:
     name: str
+    kind: Kind
     max_score: float
     score: float = 0.0
     message: str = "not run"

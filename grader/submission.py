@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
-from .parts import MB
+from .parts import MB, mb
 
 MAX_BYTES = 20 * MB  # the handout's limit, both for the zip and for what it unpacks to
 MAX_MEMBERS = 1000  # a homework package has a few dozen files
@@ -41,7 +41,7 @@ def extract_submission(zip_path: Path, dest: Path) -> Path:
     try:
         size = zip_path.stat().st_size
         if size > MAX_BYTES:
-            raise SubmissionError(f"{zip_path} is {mb(size)}; the limit is {mb(MAX_BYTES)}")
+            raise SubmissionError(f"{zip_path} is {mb(size, 1)}; the limit is {mb(MAX_BYTES, 1)}")
         archive = zipfile.ZipFile(zip_path)
     except OSError as e:
         raise SubmissionError(f"cannot read {zip_path}: {e.strerror}") from None
@@ -73,7 +73,7 @@ def _check_archive(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
     unpacked = sum(m.file_size for m in members)
     packed = sum(m.compress_size for m in members)
     if unpacked > MAX_BYTES:
-        raise SubmissionError(f"{zip_path} unpacks to {mb(unpacked)}; the limit is {mb(MAX_BYTES)}")
+        raise SubmissionError(f"{zip_path} unpacks to {mb(unpacked, 1)}; the limit is {mb(MAX_BYTES, 1)}")
     if unpacked > MAX_RATIO * packed:
         raise SubmissionError(
             f"{zip_path} expands more than {MAX_RATIO}x when unpacked; it looks like a zip bomb"
@@ -163,7 +163,3 @@ def _copy(source: BinaryIO, out: BinaryIO, limit: int, name: str) -> None:
             )
         out.write(chunk)
 
-
-def mb(size: int) -> str:
-    """A size in bytes, for messages."""
-    return f"{size / MB:.1f} MB"

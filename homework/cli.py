@@ -1,19 +1,41 @@
 """
 What every command-line tool here shares: a mistake in what was asked for gets a one-line error
-that says what would be valid, not a traceback.
+that says what would be valid, not a traceback. Only the tools' main()s use this module: the
+library code they call raises ordinary exceptions (ValueError, TypeError, CheckpointError), and a
+main() turns those it expects into UsageErrors.
 """
 
 import sys
 
 import fire
+import torch
+
+from .checkpoint import CheckpointError
+from .models import MODEL_NAMES, pick_device
 
 
-class ToolError(Exception):
-    """A problem the user can fix (a missing checkpoint, say), reported in one line: exit code 1."""
-
-
-class UsageError(ToolError):
+class UsageError(Exception):
     """A wrong model name, device or option: exit code 2, as for any command-line mistake."""
+
+
+def check_choice(option: str, value, choices) -> str:
+    """`value` as given for `option` (a name, say "optimizer"), if it is one of `choices`; else a UsageError listing them."""
+    if str(value) not in choices:
+        raise UsageError(f"unknown {option} {str(value)!r}; choose from: {', '.join(choices)}")
+    return str(value)
+
+
+def check_names(names) -> list[str]:
+    """Model names from the command line, checked before any model is loaded."""
+    return [check_choice("model", name, MODEL_NAMES) for name in names]
+
+
+def check_device(device: str | None) -> torch.device:
+    """The device asked for (None: the best one here), or a UsageError naming the ones there are."""
+    try:
+        return pick_device(device)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def check_int(option: str, value, minimum: int) -> int:
@@ -44,7 +66,7 @@ def run(command) -> None:
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except ToolError as e:
+    except CheckpointError as e:  # a missing or broken checkpoint: not a usage mistake, but one line all the same
         sys.exit(f"error: {e}")
     except NotImplementedError as e:
         sys.exit(f"not implemented: {e}" if str(e) else "not implemented")

@@ -14,15 +14,14 @@ from pathlib import Path
 
 import torch
 
-from .bignet import BIGNET_DIM, BigNet
-from .checkpoint import make_state_dict, save
-from .cli import UsageError, check_int, run
-from .models import check_names, load_model, pick_device
+from .bignet import make_checkpoint
+from .cli import UsageError, check_device, check_int, check_names, run
+from .data import random_inputs
+from .models import load_model
 
 
-def random_inputs(n: int = 1024, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
-    # Drawn on the CPU so that every device sees the same numbers.
-    return torch.randn(n, BIGNET_DIM, generator=torch.Generator().manual_seed(seed)).to(device)
+class BuildsAnotherModel(ValueError):
+    """load() builds a model with other tensors from other weights: the grader could not put the model's own in place."""
 
 
 def as_graded(name: str, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
@@ -31,14 +30,13 @@ def as_graded(name: str, model: torch.nn.Module, device="cpu") -> torch.nn.Modul
     parameters and buffers put in place of that model's, by name. Nothing else of `model` is carried over.
     """
     with tempfile.TemporaryDirectory() as folder:
-        other_weights = make_state_dict(BigNet(), seed=random.randrange(2**31))
-        graded = load_model(name, save(other_weights, Path(folder) / "other.pth"), device)
+        graded = load_model(name, make_checkpoint(Path(folder) / "other.pth", seed=random.randrange(2**31)), device)
     for full_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
         owner_name, _, attribute = full_name.rpartition(".")
         owner = graded.get_submodule(owner_name)
         table = owner._parameters if attribute in owner._parameters else owner._buffers
         if attribute not in table:
-            raise UsageError(f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights")
+            raise BuildsAnotherModel(f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights")
         table[attribute] = tensor
     return graded
 
@@ -65,7 +63,10 @@ def main(*models: str, device: str | None = None, checkpoint: str | None = None,
     if len(names) < 2:
         raise UsageError("give at least two models: the first is the reference, e.g. bignet half_precision")
     n_inputs, seed = check_int("n_inputs", n_inputs, minimum=1), check_int("seed", seed, minimum=0)
-    differences = output_differences(names, pick_device(device), checkpoint, n_inputs, seed)
+    try:
+        differences = output_differences(names, check_device(device), checkpoint, n_inputs, seed)
+    except BuildsAnotherModel as e:
+        raise UsageError(str(e)) from None
     width = max(len(name) for name in names) + 2
     print(f"{'vs ' + names[0]:<{width}}{'max abs diff':>14}{'mean abs diff':>15}")
     for name, (max_diff, mean_diff, _) in differences.items():

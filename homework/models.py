@@ -1,11 +1,9 @@
-"""What the tools share: the model names they accept, and the devices they can run on."""
+"""The models the tools load, by name, and the devices they can run on."""
 
 import importlib
 from pathlib import Path
 
 import torch
-
-from .cli import UsageError
 
 # Each name is a module of this package with a `load(path)` function.
 MODEL_NAMES = ("bignet", "half_precision", "lora", "low_precision", "qlora", "lower_precision")
@@ -35,21 +33,15 @@ def pick_device(device: str | None = None) -> torch.device:
         device = "cuda" if "cuda" in devices else "mps" if "mps" in devices else "cpu"
     if str(device) not in devices:
         why = f" (MPS needs PyTorch {'.'.join(map(str, MPS_TORCH))} or newer, this is {torch.__version__})" if str(device) == "mps" and torch.backends.mps.is_available() else ""
-        raise UsageError(f"device {device!r} is not available here{why}; choose from: {', '.join(devices)}")
+        raise ValueError(f"device {device!r} is not available here{why}; choose from: {', '.join(devices)}")
     return torch.device(device)
 
 
 def load_model(name: str, checkpoint: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
-    check_names([name])
+    """The model `name` (one of MODEL_NAMES) loaded with a checkpoint (the default one if None), on `device`."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(MODEL_NAMES)}")
     module = importlib.import_module(f"{__package__}.{name}")
     # str(): fire reads --checkpoint 5 as the number 5, which is still the file named "5".
     return module.load(None if checkpoint is None else str(checkpoint)).to(device)
 
-
-def check_names(names) -> list[str]:
-    """Model names from the command line, checked before any model is loaded."""
-    names = [str(n) for n in names]
-    for name in names:
-        if name not in MODEL_NAMES:
-            raise UsageError(f"unknown model {name!r}; choose from: {', '.join(MODEL_NAMES)}")
-    return names

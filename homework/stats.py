@@ -16,9 +16,10 @@ MB means 2**20 bytes, M a million parameters.
 
 import torch
 
-from .cli import check_int, run
+from .cli import check_device, check_int, check_names, run
+from .data import random_inputs
 from .memory import MB, AllocationTrace, measurable, parameter_counts, theoretical_bytes
-from .models import check_names, load_model, pick_device
+from .models import load_model
 
 ROWS = ("Trainable params", "Non-trainable params", "Total params", "Theoretical memory", "Actual memory", "Forward memory", "Backward memory")
 
@@ -28,7 +29,7 @@ def model_stats(name: str, device: torch.device | str = "cpu", checkpoint=None, 
     with AllocationTrace() as loading:
         model = load_model(name, checkpoint, device)
     trainable, frozen = parameter_counts(model)
-    x = torch.randn(batch_size, 1024, generator=torch.Generator().manual_seed(0)).to(device)
+    x = random_inputs(batch_size, seed=0, device=device)
 
     with torch.no_grad():
         model(x)  # warm-up: a device's first matmul allocates library workspaces (cuBLAS) that are not the model's
@@ -66,7 +67,7 @@ def format_table(columns: dict[str, dict[str, str]], rows=ROWS, min_width: int =
 def main(*models: str, device: str | None = None, checkpoint: str | None = None, batch_size: int = 1024):
     names = check_names(models or ["bignet"])
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    device, note = measurable(pick_device(device))
+    device, note = measurable(check_device(device))
     if note:
         print(note)
     print(format_table({name: model_stats(name, device, checkpoint, batch_size) for name in names}))

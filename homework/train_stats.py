@@ -20,13 +20,12 @@ from contextlib import contextmanager
 
 import torch
 
-from . import stats
-from .cli import check_int, run
-from .fit import noise_classification
+from .cli import UsageError, check_choice, check_device, check_int, check_names, run
+from .data import noise_classification
 from .memory import MB, AllocationTrace, measurable, theoretical_bytes
-from .models import check_names, load_model, pick_device
-from .optim import DEFAULT_OPTIMIZER, check_optimizer, make_optimizer, theoretical_state_bytes, trainable
-from .optim.recipes import step_in_backward
+from .models import load_model
+from .optim import DEFAULT_OPTIMIZER, OPTIMIZERS, NothingToTrain, make_optimizer, recipes, theoretical_state_bytes, trainable
+from .stats import format_table
 
 ROWS = ("Weights", "Gradients", "Optimizer state", "Activations", "Peak")
 
@@ -47,18 +46,18 @@ def saved_for_backward(exclude):
         yield saved
 
 
-def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", checkpoint=None, batch_size: int = 64, in_backward: bool = False) -> dict[str, tuple[int, int]]:
+def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", checkpoint=None, batch_size: int = 64, step_in_backward: bool = False) -> dict[str, tuple[int, int]]:
     """Each row's (measured, theoretical) bytes for two training steps of model `name` with `optimizer`."""
     with AllocationTrace() as loading:
         model = load_model(name, checkpoint, device)
     x, labels, head = noise_classification(batch_size, seed=0, device=device)
     chosen = make_optimizer(optimizer, model)
-    if in_backward:
-        step_in_backward(chosen)
-    return measure_training(model, chosen, lambda: torch.nn.functional.cross_entropy(head(model(x)), labels), x, loading.net, in_backward)
+    if step_in_backward:
+        recipes.step_in_backward(chosen)
+    return measure_training(model, chosen, lambda: torch.nn.functional.cross_entropy(head(model(x)), labels), x, loading.net, step_in_backward)
 
 
-def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, in_backward: bool = False) -> dict[str, tuple[int, int]]:
+def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, step_in_backward: bool = False) -> dict[str, tuple[int, int]]:
     """
     Two training steps of `loss()` (a function of no arguments) with `optimizer`, measured: each
     row's (measured, theoretical) bytes. `loaded_bytes`: what loading the model allocated.
@@ -89,7 +88,7 @@ def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, in_backw
 
     theoretical = {
         "Weights": theoretical_bytes(model),
-        "Gradients": 0 if in_backward else sum(p.numel() * p.element_size() for p in trainable(model)),
+        "Gradients": 0 if step_in_backward else sum(p.numel() * p.element_size() for p in trainable(model)),
         "Optimizer state": theoretical_state_bytes(optimizer),
         "Activations": sum(saved.values()),
     }
@@ -120,21 +119,26 @@ def reusing(value: torch.Tensor, loss, optimizer):
     return closure
 
 
-def format_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
+def training_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
+    """stats' table, each cell "measured / theoretical"."""
     cells = {name: {row: f"{m / MB:.2f} / {t / MB:.2f} MB" for row, (m, t) in column.items()} for name, column in columns.items()}
-    return stats.format_table(cells, ROWS, min_width=22) + "\n(measured / theoretical)"
+    return format_table(cells, ROWS, min_width=22) + "\n(measured / theoretical)"
 
 
 def main(*models: str, optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: bool = False, device: str | None = None, checkpoint: str | None = None, batch_size: int = 64):
     names = check_names(models or ["bignet"])
-    optimizer = check_optimizer(str(optimizer))
+    optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    device, note = measurable(pick_device(device))
+    device, note = measurable(check_device(device))
     if note:
         print(note)
     label = optimizer + (", step in backward" if step_in_backward else "")
     print(f"one training step with {label}, batch of {batch_size}")
-    print(format_table({name: training_stats(name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names}))
+    try:
+        columns = {name: training_stats(name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names}
+    except (NothingToTrain, recipes.NotParameterwise) as e:
+        raise UsageError(str(e)) from None
+    print(training_table(columns))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ does; benchmarks/hidden_draws.py measures how much hidden draws move each figure
 import pytest
 
 from grader.grade import grade
-from grader.parts import PARTS, PUBLIC, Suite
+from grader.parts import PARTS
+from grader.suite import PUBLIC, Suite
 from tests.corpus import STYLES, honest_package, style_parts
 
 POINTS = {part.name: part.max_score for part in PARTS}

@@ -1,17 +1,15 @@
 """
 The course's own grader reaches the parts as attributes of the package and measures them its own way
-(benchmarks/course_grader.py drives them as it does). A change that would break that grader fails here.
+(tests/course_grader.py drives them as it does). A change that would break that grader fails here.
 """
 
 import shutil
-from pathlib import Path
 
 import pytest
 
-from benchmarks.course_grader import drive_in_fresh_interpreter, refusals
 from grader.parts import PARTS
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.course_grader import drive_in_fresh_interpreter, refusals
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope="module")

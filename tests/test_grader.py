@@ -18,18 +18,19 @@ import pytest
 import grader.grade
 from grader import launch, part_process
 from grader.grade import grade
-from grader.parts import Suite, load_suite, make_hidden
+from grader.parts import PARTS
+from grader.suite import Suite, load_suite, make_hidden
 from grader.reference import checkpoint_path
 from grader.release import strip_markers
 from grader.report import gradescope, render
+from tests.helpers import STUB
 
 REFERENCE = Path(__file__).resolve().parent.parent / "homework"
 TIMEOUT = 30  # CPU seconds per part for the broken submissions: their slowest part takes about 15 s here (the reference report gets the real limit)
 # Each break is graded on the default checkpoint alone, to stay within minutes: the other public checkpoints
 # change no broken submission's score (the reference report is graded on all of them).
 DEFAULT_CHECKPOINT = Suite()
-FULL = {"half_precision": 20, "lora": 30, "low_precision": 20, "qlora": 30, "lower_precision": 5}
-STUB = "def load(path=None):\n    raise NotImplementedError()\n"
+FULL = {part.name: part.max_score for part in PARTS}  # tests/test_parts.py holds the table to the handout
 
 
 def replace(file: str, old: str, new: str):
@@ -141,7 +142,7 @@ def load(path=None):
     import torch
 
     from .bignet import load as load_bignet
-    from .compare import random_inputs
+    from .data import random_inputs
 
     buffer = io.BytesIO()
     torch.save({"y": load_bignet(path)(random_inputs(256, 0))}, buffer)

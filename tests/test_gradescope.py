@@ -16,7 +16,7 @@ import pytest
 from grader.grade import InvalidSubmission
 from grader.gradescope import build, submission_zip
 from grader.release import release
-from test_grader_cli import REPO, run_grader
+from tests.helpers import REPO, run_grader
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ import torch
 from homework.optim import chain
 from homework.optim.chain import Chain, cautious, clip_norm, lr, momentum, scale_by_adam, weight_decay
 
-from test_optim_functional import bignet_sized_layer, run
+from tests.helpers import bignet_sized_layer
+from tests.helpers import run_optimizer as run
 
 # A chain rounds differently from torch's fused in-place arithmetic (it forms the update, then
 # scales it): after 50 steps the weights agree to within a few float32 ulps of their size.

@@ -6,7 +6,8 @@ from homework.memory import AllocationTrace
 from homework.optim.eight_bit import BLOCK_SIZE, AdamW8bit, dequantize_8bit, quantize_8bit
 from homework.optim.functional import AdamW
 
-from test_optim_functional import bignet_sized_layer, run
+from tests.helpers import bignet_sized_layer
+from tests.helpers import run_optimizer as run
 
 
 def test_signed_codes_round_to_within_half_a_level():

@@ -6,28 +6,8 @@ import pytest
 import torch
 
 from homework.optim import functional
-
-STEPS = 50
-
-
-def bignet_sized_layer(seed=0):
-    """A 1024x1024 weight and a 1024 bias, as in each of BigNet's Linear layers."""
-    generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(1024, 1024, generator=generator) / 32), torch.nn.Parameter(torch.randn(1024, generator=generator))]
-
-
-def run(optimizer_class, steps=STEPS, **settings):
-    """The parameters after `steps` steps on a fixed sequence of gradients (the same for every optimizer)."""
-    params = bignet_sized_layer()
-    optimizer = optimizer_class(params, **settings)
-    generator = torch.Generator().manual_seed(1)
-    for _ in range(steps):
-        for p in params:
-            # A gradient that depends on the weights, as a real one does, plus noise.
-            p.grad = p.detach() * 0.1 + torch.randn(p.shape, generator=generator)
-        optimizer.step()
-    return [p.detach() for p in params]
-
+from tests.helpers import bignet_sized_layer
+from tests.helpers import run_optimizer as run
 
 def assert_same(ours, theirs):
     # The arithmetic is torch's, operation for operation: the results are equal bit for bit.

@@ -11,7 +11,7 @@ import io
 import pytest
 import torch
 
-from homework.fit import noise_classification
+from homework.data import noise_classification
 from homework.models import load_model
 from homework.optim.lbfgs import LBFGS
 

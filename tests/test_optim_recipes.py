@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from homework.bignet import LayerNorm
-from homework.fit import noise_classification
+from homework.data import noise_classification
 from homework.memory import AllocationTrace
 from homework.models import load_model
 from homework.optim.functional import AdamW
-from homework.optim.recipes import EMA, accumulate_gradients, parameter_groups, step_in_backward
+from homework.optim import recipes
+from homework.optim.recipes import EMA, accumulate_gradients, parameter_groups
 
 
 def loss_on(model, head):
@@ -83,10 +84,10 @@ def test_lora_only_updates_do_not_rely_on_requires_grad(checkpoint_path):
     assert adapters.weight.grad is not None and len(optimizer.param_groups[0]["params"]) == 2
 
 
-def train_steps(model, head, x, labels, in_backward, steps=3):
+def train_steps(model, head, x, labels, step_in_backward, steps=3):
     optimizer = AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    if in_backward:
-        step_in_backward(optimizer)
+    if step_in_backward:
+        recipes.step_in_backward(optimizer)
     for _ in range(steps):
         loss_on(model, head)(x, labels).backward()
         optimizer.step()
@@ -96,7 +97,7 @@ def train_steps(model, head, x, labels, in_backward, steps=3):
 
 def test_stepping_in_backward_is_the_same_training(checkpoint_path):
     x, labels, head = noise_classification(n_samples=32)
-    after = [train_steps(load_model("bignet", checkpoint_path), head, x, labels, in_backward) for in_backward in (False, True)]
+    after = [train_steps(load_model("bignet", checkpoint_path), head, x, labels, step_in_backward) for step_in_backward in (False, True)]
     for a, b in zip(*(m.parameters() for m in after)):
         assert torch.equal(a, b)
     assert all(p.grad is None for p in after[1].parameters())  # every gradient was freed as it was used
@@ -105,16 +106,16 @@ def test_stepping_in_backward_is_the_same_training(checkpoint_path):
 def test_stepping_in_backward_never_holds_all_the_gradients(checkpoint_path):
     x, labels, head = noise_classification(n_samples=32)
     peaks = {}
-    for in_backward in (False, True):
+    for step_in_backward in (False, True):
         model = load_model("bignet", checkpoint_path)
-        train_steps(model, head, x, labels, in_backward, steps=1)  # the state exists from now on (and the hooks stay)
+        train_steps(model, head, x, labels, step_in_backward, steps=1)  # the state exists from now on (and the hooks stay)
         with AllocationTrace() as trace:
             loss_on(model, head)(x, labels).backward()
-        peaks[in_backward] = trace.peak
+        peaks[step_in_backward] = trace.peak
     # Without: all 72 MB of gradients at once. With: the gradients of one layer or two, and the step's temporaries.
     assert peaks[False] > 72 * 2**20 and peaks[True] < 0.25 * peaks[False]
 
 
 def test_stepping_in_backward_needs_a_parameterwise_optimizer():
     with pytest.raises(TypeError, match="one parameter at a time, not AdamW"):
-        step_in_backward(torch.optim.AdamW(torch.nn.Linear(2, 2).parameters()))
+        recipes.step_in_backward(torch.optim.AdamW(torch.nn.Linear(2, 2).parameters()))

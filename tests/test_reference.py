@@ -1,15 +1,24 @@
 """grader/reference.py: secret weights and decoys, the training task, the thresholds of the public cases, and where a wrong model departs from BigNet."""
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from grader.parts import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs
+from grader import reference, trusted
+from grader.grade import grade
+from grader.parts import PARTS
 from grader.reference import (
-    BIGNET_LINEARS, SecretDraws, checkpoint_path, error_scales, first_departing_layer, reference_error, reference_model, training_data,
-    trusted, write_decoy,
+    BIGNET_LINEARS, SecretDraws, checkpoint_path, error_scales, first_departing_layer, output_limits, reference_error, reference_model,
+    training_data, write_decoy,
 )  # fmt: skip
+from grader.report import render
+from grader.suite import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs, load_suite
+from tests.helpers import REPO, SECRET
+
+FOUR_BIT = next(part for part in PARTS if part.name == "low_precision")
 
 
 def test_secret_draws_follow_from_their_key_alone_and_have_the_right_distribution():
@@ -36,7 +45,7 @@ def test_a_decoy_has_bignets_names_and_shapes_and_new_values_each_time(tmp_path)
     write_decoy(tmp_path / "a.pth")
     write_decoy(tmp_path / "b.pth")
     a, b = (torch.load(tmp_path / name, weights_only=True) for name in ("a.pth", "b.pth"))
-    bignet = trusted("bignet").BigNet().state_dict()
+    bignet = trusted.bignet().state_dict()
     assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in bignet.items()}
     assert not torch.equal(a["model.0.model.0.weight"], b["model.0.model.0.weight"])
 
@@ -83,3 +92,41 @@ def test_the_first_layer_that_departs_from_bignet_is_named():
     assert "block 1, layer 1" in first_departing_layer(layers, "half_precision", checkpoint)
     del layers["model.0.model.0 in"]  # a model whose layers are not BigNet's: nothing to say
     assert first_departing_layer(layers, "half_precision", checkpoint) == ""
+
+
+def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path, monkeypatch):
+    monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
+    default, heavy, small = Checkpoint(SECRET[0], secret=True), Checkpoint(SECRET[1], "heavy_tailed", secret=True), Inputs(SECRET[2], 64)
+    checkpoints = [{"seed": c.seed, "family": c.family} for c in (default, heavy)]
+    hidden = write_json(tmp_path / "hidden.json", {"checkpoints": checkpoints, "inputs": [{"seed": SECRET[3]}, vars(small)], "train_seeds": [SECRET[2], SECRET[3]]})
+    suite = load_suite(hidden)
+    loaded = []
+    monkeypatch.setattr(reference.trusted, "load_reference", lambda scheme, path, load=reference.trusted.load_reference: loaded.append(path) or load(scheme, path))
+    reference.reference_model.cache_clear()
+    limits = output_limits(FOUR_BIT, suite)
+    assert len(loaded) == 3  # once per checkpoint (the public one for the scale), not once per case
+    assert all(max_diff >= FOUR_BIT.max_diff and mean_diff >= FOUR_BIT.mean_diff for max_diff, mean_diff in limits.values())
+    assert limits[heavy, Inputs(SECRET[3])][1] > FOUR_BIT.mean_diff  # outliers stretch absmax scales: the reference's own error grows
+
+    report = grade(REPO / "homework", suite=suite, parts=("qlora",), hidden=hidden)
+    (qlora,) = report.parts
+    assert qlora.score == 30 and all(case.score == case.max_score for case in qlora.cases)
+    names = [case.name for case in qlora.cases]
+    assert names == [
+        "output [checkpoint 1 default, inputs 1: 256]",
+        "output [checkpoint 1 default, inputs 2: 64]",
+        "output [checkpoint 2 heavy_tailed, inputs 1: 256]",
+        "output [checkpoint 2 heavy_tailed, inputs 2: 64]",
+        "memory",
+        "adapters",
+        "training [1]",
+        "training [2]",
+    ]
+    assert not any(str(seed) in name for seed in SECRET for name in names)  # students see the names: the seeds stay secret
+    lines = [line for line in render(report, 1).splitlines() if line.startswith("    ")]
+    assert len(lines) == len(names) and len({line.index(" / ") for line in lines}) == 1, lines  # long names keep the scores in one column
+
+
+def write_json(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path

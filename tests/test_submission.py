@@ -8,16 +8,9 @@ import zipfile
 import pytest
 
 from grader.submission import MAX_BYTES, MAX_MEMBERS, SubmissionError, _copy, extract_submission
+from tests.helpers import write_zip
 
 PACKAGE = {"homework/__init__.py": b'"""Homework."""\n', "homework/models.py": b"x = 1\n"}
-
-
-def write_zip(path, entries, method=zipfile.ZIP_DEFLATED):
-    """`entries` maps a name, or a ZipInfo for the odd cases, to the bytes to store."""
-    with zipfile.ZipFile(path, "w", method) as archive:
-        for entry, data in entries.items():
-            archive.writestr(entry, data)
-    return path
 
 
 def special(name, mode):

@@ -4,7 +4,7 @@ import pytest
 
 from homework.train_stats import training_stats
 
-from test_tools import run_tool
+from tests.helpers import run_tool
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_fira_state_is_under_19_percent_of_adamws(bignet_adamw, checkpoint_path)
 
 @pytest.mark.parametrize("optimizer", ["fira", "adamw8bit"])
 def test_full_rank_fine_tuning_in_under_half_of_adamws_peak(optimizer, bignet_adamw, checkpoint_path):
-    stats = training_stats("bignet", optimizer, checkpoint=checkpoint_path, in_backward=True)
+    stats = training_stats("bignet", optimizer, checkpoint=checkpoint_path, step_in_backward=True)
     assert stats["Gradients"] == (0, 0)
     assert stats["Peak"][0] < 0.5 * bignet_adamw["Peak"][0]
 

@@ -17,7 +17,6 @@ Not a graded part of the homework: these tools ship complete, like `stats` and `
 
 import torch
 
-from ..cli import UsageError
 from .chain import Chain, cautious, lr, scale_by_adam, weight_decay
 from .eight_bit import AdamW8bit
 from .functional import SGD, Adam, AdamW, ParameterwiseOptimizer
@@ -38,6 +37,9 @@ OPTIMIZERS = {
     "adam": (lambda model, rate: Adam(trainable(model), lr=rate), 1e-3),
     "sgd": (lambda model, rate: SGD(trainable(model), lr=rate, momentum=0.9), 1e-2),
     "cautious_adamw": (lambda model, rate: Chain(trainable(model), scale_by_adam(), cautious(), weight_decay(1e-2), lr(rate)), 1e-3),
+    # GaLore and Fira project the weights whose smaller side is above LOW_RANK; every other parameter, and
+    # so all of LoRA's adapters (rank 32), is in their plain group: AdamW with their eps (1e-6) and no weight
+    # decay, the fira package's defaults, not torch's AdamW's (1e-8 and 0.01). See low_rank.divide_params.
     "galore": (lambda model, rate: GaLoreAdamW(divide_params(model, rank=LOW_RANK), lr=rate), 1e-3),
     "fira": (lambda model, rate: FiraAdamW(divide_params(model, rank=LOW_RANK), lr=rate), 1e-3),
     "adamw8bit": (lambda model, rate: AdamW8bit(trainable(model), lr=rate), 1e-3),
@@ -46,17 +48,17 @@ OPTIMIZERS = {
 DEFAULT_OPTIMIZER = "torch_adamw"
 
 
-def check_optimizer(name: str) -> str:
-    if name not in OPTIMIZERS:
-        raise UsageError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
-    return name
+class NothingToTrain(ValueError):
+    """The model has no trainable parameters."""
 
 
 def make_optimizer(name: str, model: torch.nn.Module, lr: float | None = None) -> torch.optim.Optimizer:
-    """The optimizer `name` over the model's trainable parameters, at learning rate `lr` (its default if None)."""
-    make, default_lr = OPTIMIZERS[check_optimizer(name)]
+    """The optimizer `name` (a key of OPTIMIZERS) over the model's trainable parameters, at learning rate `lr` (its default if None)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
     if not trainable(model):
-        raise UsageError(f"{type(model).__name__} has no trainable parameters: there is nothing to train")
+        raise NothingToTrain(f"{type(model).__name__} has no trainable parameters: there is nothing to train")
+    make, default_lr = OPTIMIZERS[name]
     return make(model, default_lr if lr is None else lr)
 
 

@@ -119,6 +119,11 @@ def adam_init(param: torch.Tensor, amsgrad: bool = False) -> dict:
     return state
 
 
+def adam_state_bytes(param: torch.Tensor, amsgrad: bool = False) -> int:
+    """What `adam_init` keeps for one parameter: two moments (three with amsgrad) of its size and dtype."""
+    return (3 if amsgrad else 2) * param.numel() * param.element_size()
+
+
 def adam_moments(grad: torch.Tensor, state: dict, s: AdamSettings) -> tuple[torch.Tensor, torch.Tensor, float]:
     """
     Advance Adam's state by one gradient: (first moment, denominator, first moment's bias correction).
@@ -170,7 +175,7 @@ class Adam(ParameterwiseOptimizer):
         adam_step(param, param.grad, state, settings_from(group, AdamSettings))
 
     def state_bytes(self, param, group):
-        return (3 if group["amsgrad"] else 2) * param.numel() * param.element_size()
+        return adam_state_bytes(param, group["amsgrad"])
 
 
 class AdamW(Adam):

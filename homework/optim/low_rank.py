@@ -41,7 +41,9 @@ def divide_params(model: torch.nn.Module, target_modules_list=("",), rank: int =
     Parameter groups, as `fira.divide_params` makes them: the trainable weights of the Linear
     layers whose names contain one of `target_modules_list` (all of them by default) and whose
     smaller side is larger than `rank` go in a group with the projection's settings; every other
-    trainable parameter in a plain group.
+    trainable parameter in a plain group. Both groups take the rest of their settings (lr, betas, eps,
+    weight decay) from the optimizer's defaults: for GaLoreAdamW and FiraAdamW, eps 1e-6 and no weight
+    decay. A model with no such weight (LoRA's adapters are rank 32) is all plain group: plain AdamW.
     """
     if proj_type not in ("std", "left", "right"):
         raise ValueError(f"unknown projection type {proj_type!r}; choose from: std, left, right")

@@ -80,6 +80,10 @@ def parameter_groups(model: torch.nn.Module, rules: dict) -> list[dict]:
     return [group for group in groups.values() if group["params"]]
 
 
+class NotParameterwise(TypeError):
+    """An optimizer that updates all its parameters at once: it cannot step inside the backward pass."""
+
+
 def step_in_backward(optimizer: ParameterwiseOptimizer) -> list:
     """
     From now on, the backward pass itself updates each parameter the moment its gradient is
@@ -89,7 +93,7 @@ def step_in_backward(optimizer: ParameterwiseOptimizer) -> list:
     Returns the hooks' handles: `handle.remove()` undoes it.
     """
     if not isinstance(optimizer, ParameterwiseOptimizer):
-        raise TypeError(f"stepping in backward needs an optimizer that updates one parameter at a time, not {type(optimizer).__name__}")
+        raise NotParameterwise(f"stepping in backward needs an optimizer that updates one parameter at a time, not {type(optimizer).__name__}")
 
     def hook_for(group):
         @torch.no_grad()

@@ -24,7 +24,7 @@ Each process takes a contiguous slice of the global batch and its mean loss; gra
 over the processes (DistributedDataParallel) are then the gradient of the mean loss over the whole
 batch, so the run matches one process training on all of it, up to float rounding.
 
-The task is `homework.fit`'s: `batch_size` samples of random noise through a frozen random head,
+The task is `homework.data.noise_classification`, `homework.fit`'s: `batch_size` samples of random noise through a frozen random head,
 the same batch every step. MB means 2**20 bytes.
 """
 
@@ -42,11 +42,11 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.nn.parallel import DistributedDataParallel
 
 from .. import bignet
-from ..cli import UsageError, check_float, check_int, run
-from ..fit import noise_classification
+from ..data import noise_classification
 from ..memory import MB, AllocationTrace
+from .functional import adam_state_bytes
 
-# AdamW counts its steps in a float32 scalar tensor per parameter, besides the two moments.
+# torch.optim.AdamW counts its steps in a float32 scalar tensor per parameter, besides the two moments.
 STEP_COUNTER_BYTES = 4
 
 
@@ -60,8 +60,8 @@ class TrainingRun:
 
 
 def adamw_state_bytes(parameters) -> int:
-    """What AdamW keeps for these parameters: two moments of each one's size and dtype, and a step counter."""
-    return sum(2 * p.numel() * p.element_size() + STEP_COUNTER_BYTES for p in parameters)
+    """What torch.optim.AdamW keeps for these parameters: Adam's moments, and a step counter each."""
+    return sum(adam_state_bytes(p) + STEP_COUNTER_BYTES for p in parameters)
 
 
 def train_sharded(processes: int = 2, steps: int = 5, batch_size: int = 64, lr: float = 1e-3, seed: int = 0) -> TrainingRun:
@@ -91,7 +91,7 @@ def max_abs_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 def check_divisible(batch_size: int, processes: int) -> None:
     """Every process must take an equal slice, or averaging their gradients would weight samples unequally."""
     if batch_size % processes:
-        raise UsageError(f"--batch-size must be divisible by the number of processes, {processes}, not {batch_size}")
+        raise ValueError(f"--batch-size must be divisible by the number of processes, {processes}, not {batch_size}")
 
 
 def _spawned_process(rank: int, world_size: int, port: int, steps: int, batch_size: int, lr: float, seed: int, result_path: Path) -> None:
@@ -155,13 +155,18 @@ def main(processes: int | None = None, steps: int = 5, batch_size: int = 64, lr:
     --processes: how many processes to start (default 2); under torchrun, torchrun's --nproc-per-node
     decides, and --processes, if given, must agree. --seed: the noise data set's.
     """
+    from ..cli import UsageError, check_float, check_int  # here, not above: the optimizer library needs no command line
+
     steps, batch_size, lr, seed = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=1), check_float("lr", lr, above=0), check_int("seed", seed, minimum=0)
     started_by_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     world_size = int(os.environ["WORLD_SIZE"]) if started_by_torchrun else 2
     processes = world_size if processes is None else check_int("processes", processes, minimum=1)
     if started_by_torchrun and processes != world_size:
         raise UsageError(f"--processes is {processes}, but torchrun started {world_size}: give torchrun --nproc-per-node {processes} instead")
-    check_divisible(batch_size, processes)
+    try:
+        check_divisible(batch_size, processes)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
     if not started_by_torchrun:
         sharded = train_sharded(processes, steps, batch_size, lr, seed)
@@ -177,4 +182,6 @@ def main(processes: int | None = None, steps: int = 5, batch_size: int = 64, lr:
 
 
 if __name__ == "__main__":
+    from ..cli import run
+
     run(main)
