@@ -31,10 +31,7 @@ def bundle(homework_dir: Path, utid: str, force: bool = False) -> Path:
     """Write `<utid>.zip`, in the current folder, with the sources of `homework_dir`; return it."""
     homework_dir = Path(homework_dir).resolve()
     if not UTID.fullmatch(utid):
-        raise BundleError(
-            f"{utid!r} is not a valid UT ID: use 2 to 32 letters, digits, '-' or '_', "
-            "starting with a letter or digit"
-        )
+        raise BundleError(f"{utid!r} is not a valid UT ID: use 2 to 32 letters, digits, '-' or '_', starting with a letter or digit")
     if not homework_dir.exists():
         raise BundleError(f"{homework_dir} does not exist")
     if not homework_dir.is_dir():
@@ -54,10 +51,7 @@ def bundle(homework_dir: Path, utid: str, force: bool = False) -> Path:
     if total > MAX_BYTES:
         biggest = sorted(files, key=sizes.get, reverse=True)[:3]
         names = ", ".join(f"{p.relative_to(homework_dir)} ({mb(sizes[p], 1)})" for p in biggest)
-        raise BundleError(
-            f"the homework files add up to {mb(total, 1)}, over the {mb(MAX_BYTES, 1)} limit; "
-            f"biggest: {names}"
-        )
+        raise BundleError(f"the homework files add up to {mb(total, 1)}, over the {mb(MAX_BYTES, 1)} limit; biggest: {names}")
 
     # Write a temporary file, then rename it: an interrupted run never leaves a broken zip behind.
     tmp = out.with_name(f".{out.name}.tmp")
@@ -83,9 +77,7 @@ def _source_files(homework_dir: Path) -> list[Path]:
         subfolders[:] = [
             name
             for name in subfolders
-            if not name.startswith(".")
-            and name != "__pycache__"
-            and not (Path(folder) / name / "pyvenv.cfg").exists()
+            if not name.startswith(".") and name != "__pycache__" and not (Path(folder) / name / "pyvenv.cfg").exists()
         ]
         for name in names:
             path = Path(folder) / name

@@ -28,8 +28,8 @@ import zipfile
 from pathlib import Path
 
 from grader.parts import PARTS
-from grader.suite import make_hidden
 from grader.release import REPO, release, strip_markers
+from grader.suite import make_hidden
 
 STUDENTS = 40
 JOBS = 2
@@ -47,7 +47,11 @@ def make_class(folder: Path, tmp: Path) -> dict:
     release(tmp / "starter")
     reference = lambda file, text: strip_markers(text)  # noqa: E731
     broken = lambda file, text: strip_markers(text) + ("\nclass Unfinished(\n" if file.name == "low_precision.py" else "")  # noqa: E731
-    kinds = [("reference", REPO / "homework", reference, 105.0), ("starter", tmp / "starter" / "homework", None, 0.0), ("broken", REPO / "homework", broken, 55.0)]
+    kinds = [
+        ("reference", REPO / "homework", reference, 105.0),
+        ("starter", tmp / "starter" / "homework", None, 0.0),
+        ("broken", REPO / "homework", broken, 55.0),
+    ]
     expected = {}
     for k in range(STUDENTS):
         name, package, edit, score = kinds[k % 3]
@@ -82,7 +86,15 @@ def run(command: list[str], stop_when=None) -> dict:
     """Run `command` in its own process group; sample its memory; kill the group when `stop_when()` is true."""
     started, peak, killed = time.monotonic(), 0, False
     # SIGINT as on a terminal: a shell starts a background job with it ignored, and Python keeps it so.
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     stderr: list[str] = []
     reader = threading.Thread(target=lambda: stderr.extend(process.stderr), daemon=True)
     reader.start()
@@ -108,14 +120,23 @@ def main() -> None:
         expected = make_class(folder, tmp)
         hidden = make_hidden(tmp / "hidden.json")
         batch = [sys.executable, "-m", "grader", "batch", str(folder), "--jobs", str(JOBS), "--hidden", str(hidden)]
-        print(f"{STUDENTS} students, {len(list(folder.iterdir()))} files; batch --jobs {JOBS} on {os.cpu_count()} cores, hidden cases: 3 checkpoints x 2 input batches, 2 training runs", flush=True)
+        print(
+            f"{STUDENTS} students, {len(list(folder.iterdir()))} files; batch --jobs {JOBS} on {os.cpu_count()} cores, hidden cases: 3 checkpoints x 2 input batches, 2 training runs",
+            flush=True,
+        )
 
         whole = run(batch + ["--out", str(tmp / "whole.csv")])
         first = rows(tmp / "whole.csv")
         scores = {user: float(row["score"]) for user, row in first.items()}
         per_submission = sorted(json.loads(p.read_text())["execution_time"] for p in (tmp / "whole-feedback").glob("*.json"))
-        print(f"1. uninterrupted: {whole['seconds']:.0f} s wall, {whole['seconds'] / STUDENTS:.1f} s per student; peak memory {whole['peak'] / 2**20:.0f} MB", flush=True)
-        print(f"   each grading's own time: median {per_submission[len(per_submission) // 2]:.0f} s, max {per_submission[-1]:.0f} s", flush=True)
+        print(
+            f"1. uninterrupted: {whole['seconds']:.0f} s wall, {whole['seconds'] / STUDENTS:.1f} s per student; peak memory {whole['peak'] / 2**20:.0f} MB",
+            flush=True,
+        )
+        print(
+            f"   each grading's own time: median {per_submission[len(per_submission) // 2]:.0f} s, max {per_submission[-1]:.0f} s",
+            flush=True,
+        )
         print(f"   scores as expected: {scores == expected}; late reported: {whole['stderr'].strip().splitlines()[-1]}", flush=True)
 
         feedback = tmp / "resumed-feedback"
@@ -124,7 +145,10 @@ def main() -> None:
         done = len(list(feedback.glob("*.json")))
         resumed = run(batch + ["--out", str(tmp / "resumed.csv")])
         again = resumed["stderr"].strip().splitlines()
-        print(f"2. interrupted (SIGINT) after {stopped['seconds']:.0f} s with {done} of {STUDENTS} graded (exit {stopped['returncode']}); rerun: {resumed['seconds']:.0f} s, '{next(line for line in again if 'already graded' in line).strip()}'", flush=True)
+        print(
+            f"2. interrupted (SIGINT) after {stopped['seconds']:.0f} s with {done} of {STUDENTS} graded (exit {stopped['returncode']}); rerun: {resumed['seconds']:.0f} s, '{next(line for line in again if 'already graded' in line).strip()}'",
+            flush=True,
+        )
         same = rows(tmp / "resumed.csv") == first
         print(f"   every row the same as the uninterrupted run's: {same}", flush=True)
 
@@ -134,7 +158,10 @@ def main() -> None:
         one = run([sys.executable, "-m", "grader", str(alone), "--jobs", "1", "--hidden", str(hidden)])
         after = os.times()
         cpu = after.children_user + after.children_system - before.children_user - before.children_system
-        print(f"3. one reference submission, one part at a time: {one['seconds']:.0f} s wall, {cpu:.0f} s CPU, peak memory {one['peak'] / 2**20:.0f} MB", flush=True)
+        print(
+            f"3. one reference submission, one part at a time: {one['seconds']:.0f} s wall, {cpu:.0f} s CPU, peak memory {one['peak'] / 2**20:.0f} MB",
+            flush=True,
+        )
         print(f"   parts: {', '.join(p.name for p in PARTS)}", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

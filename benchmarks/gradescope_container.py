@@ -37,7 +37,11 @@ def pss_by_role(pids: list[int]) -> dict[str, int]:
         try:
             command = Path(f"/proc/{pid}/cmdline").read_bytes()
             parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            pss = next(int(line.split()[1]) * 1024 for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines() if line.startswith("Pss:"))
+            pss = next(
+                int(line.split()[1]) * 1024
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                if line.startswith("Pss:")
+            )
         except (OSError, StopIteration, IndexError):
             continue  # ended meanwhile
         processes[pid] = command, parent, pss
@@ -93,8 +97,16 @@ def run_in_container(root: Path, python: str, cpus: float, memory_mb: int) -> di
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--python", default=sys.executable, help="the Python that run_autograder uses (readable by other users: the parts run as users of their own)")
-    parser.add_argument("--limits", default="0.5:768,0.5:600,0.5:4096", help="CPUS:MEGABYTES,... (default: Gradescope's default container, then 600 MB and 4 GB)")
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the Python that run_autograder uses (readable by other users: the parts run as users of their own)",
+    )
+    parser.add_argument(
+        "--limits",
+        default="0.5:768,0.5:600,0.5:4096",
+        help="CPUS:MEGABYTES,... (default: Gradescope's default container, then 600 MB and 4 GB)",
+    )
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gradescope-bench-") as tmp:
         tmp = Path(tmp)
@@ -105,7 +117,9 @@ def main() -> None:
         (root / "submission").mkdir()
         subprocess.run(["cp", "-r", "homework", str(root / "submission")], check=True)
         (root / "results").mkdir()
-        print("| container | run_autograder | score | cgroup peak (page cache included) | peak PSS of the tree | grading process | template | part processes |")
+        print(
+            "| container | run_autograder | score | cgroup peak (page cache included) | peak PSS of the tree | grading process | template | part processes |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for limit in options.limits.split(","):
             cpus, megabytes = float(limit.split(":")[0]), int(limit.split(":")[1])

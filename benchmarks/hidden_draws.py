@@ -10,10 +10,10 @@ here (a benchmark, not a test: about 5 minutes on 2 cores for 10 draws):
 """
 
 import contextlib
-from functools import partial
 import importlib
 import io
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import fire
@@ -49,12 +49,17 @@ def main(draws: int = 10) -> None:
         spreads = []
         for (who, name), load in sorted(models.items()):
             for public in PUBLIC.checkpoints:
-                hidden = [Checkpoint(derived_seed(k, f"draw {public.family}"), public.family, secret=True) for k in range(draws)]  # drawn as hidden ones are
+                hidden = [
+                    Checkpoint(derived_seed(k, f"draw {public.family}"), public.family, secret=True) for k in range(draws)
+                ]  # drawn as hidden ones are
                 seen = share_of_limit(load, OUTPUT_PARTS[name], public, Inputs())
                 shares = [share_of_limit(load, OUTPUT_PARTS[name], c, Inputs(derived_seed(k, "inputs"), 256)) for k, c in enumerate(hidden)]
                 spread = max(abs(s / seen - 1) for s in shares)
                 spreads.append(spread)
-                print(f"{who + ' ' + name:<44} {public.family:<13} {seen:7.3f} {min(shares):11.3f} {max(shares):6.3f} {spread:7.1%}", flush=True)
+                print(
+                    f"{who + ' ' + name:<44} {public.family:<13} {seen:7.3f} {min(shares):11.3f} {max(shares):6.3f} {spread:7.1%}",
+                    flush=True,
+                )
         print(f"largest spread: {max(spreads):.1%} of the public figure")
 
 

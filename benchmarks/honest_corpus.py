@@ -19,12 +19,12 @@ from pathlib import Path
 
 import fire
 
-from tests.course_grader import drive_in_fresh_interpreter, refusals
 from grader.grade import grade
 from grader.parts import PARTS
 from grader.suite import load_suite, make_hidden
 from homework.bignet import default_checkpoint
 from tests.corpus import STYLES, honest_package, style_parts
+from tests.course_grader import drive_in_fresh_interpreter, refusals
 
 BY_NAME = {part.name: part for part in PARTS}
 
@@ -64,11 +64,16 @@ def main(*styles: str) -> None:
             secret = {r.part.name: r for r in grade(package, suite=suite, hidden=hidden, parts=parts).parts}
             for name in parts:
                 p, s = public[name], secret[name]
-                print(f"| {style} | {name} | {p.score:g} ({p.cpu_seconds:.0f}) | {s.score:g} ({s.cpu_seconds:.0f}) | {course_grader(package, name)} | {'; '.join(p.warnings)} |", flush=True)
+                print(
+                    f"| {style} | {name} | {p.score:g} ({p.cpu_seconds:.0f}) | {s.score:g} ({s.cpu_seconds:.0f}) | {course_grader(package, name)} | {'; '.join(p.warnings)} |",
+                    flush=True,
+                )
         package = honest_package("float16_compute", Path(tmp) / "busy")
         results = busy(lambda: grade(package, suite=suite, hidden=hidden, parts=style_parts("float16_compute")))
         for r in results.parts:
-            print(f"float16_compute {r.part.name}, hidden suite, every core busy: {r.score:g} / {r.part.max_score:g}, {r.seconds:.0f} s wall, {r.cpu_seconds:.0f} s CPU {r.reason}")
+            print(
+                f"float16_compute {r.part.name}, hidden suite, every core busy: {r.score:g} / {r.part.max_score:g}, {r.seconds:.0f} s wall, {r.cpu_seconds:.0f} s CPU {r.reason}"
+            )
 
 
 if __name__ == "__main__":

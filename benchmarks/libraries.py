@@ -134,7 +134,12 @@ def measure(build, path: Path, reference: torch.Tensor, inputs: torch.Tensor, re
     with AllocationTrace() as trace:
         model = build(path)
     stored = stored_bytes(model)
-    row = {"load s": time.perf_counter() - start, "bits/weight": stored * 8 / PARAMETERS, "theoretical MB": stored / MB, "measured MB": trace.net / MB}
+    row = {
+        "load s": time.perf_counter() - start,
+        "bits/weight": stored * 8 / PARAMETERS,
+        "theoretical MB": stored / MB,
+        "measured MB": trace.net / MB,
+    }
     diff = (model(inputs) - reference).abs()
     row["mean diff"], row["max diff"] = diff.mean().item(), diff.max().item()
     if baseline is not None:
@@ -185,7 +190,19 @@ def markdown_table(columns: list[str], rows: dict[str, list[str] | str]) -> str:
 
 
 def table(rows: dict[str, dict]) -> str:
-    columns = ["bits/weight", "theoretical MB", "measured MB", "mean diff", "max diff", "mean diff gaussian", "mean diff heavy_tailed", "load s", "fwd b=1", "fwd b=1024", "fwd peak MB"]
+    columns = [
+        "bits/weight",
+        "theoretical MB",
+        "measured MB",
+        "mean diff",
+        "max diff",
+        "mean diff gaussian",
+        "mean diff heavy_tailed",
+        "load s",
+        "fwd b=1",
+        "fwd b=1024",
+        "fwd peak MB",
+    ]
 
     def cell(column: str, value: float) -> str:
         if column.startswith("fwd b="):
@@ -194,7 +211,9 @@ def table(rows: dict[str, dict]) -> str:
             return f"{value:.4f}" if column.startswith("mean") else f"{value:.3f}"
         return f"{value:.2f}"
 
-    return markdown_table(columns, {name: row["error"] if "error" in row else [cell(c, row[c]) for c in columns] for name, row in rows.items()})
+    return markdown_table(
+        columns, {name: row["error"] if "error" in row else [cell(c, row[c]) for c in columns] for name, row in rows.items()}
+    )
 
 
 def plot(rows: dict[str, dict], path: Path) -> None:
@@ -207,8 +226,18 @@ def plot(rows: dict[str, dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(9, 5))
     quantized = {name: row for name, row in rows.items() if "error" not in row and row["bits/weight"] < 8}
     for (name, row), marker in zip(quantized.items(), "osD^v<>pP*Xh"):
-        axes.scatter(row["bits/weight"], row["mean diff"], marker=marker, s=60, label=f"{name}: {row['bits/weight']:.2f} bits, {row['mean diff']:.4f}")
-    axes.set(xlabel="bits per weight, all-in", ylabel="mean |output - float32 output|, default checkpoint", title="BigNet: output error against memory")
+        axes.scatter(
+            row["bits/weight"],
+            row["mean diff"],
+            marker=marker,
+            s=60,
+            label=f"{name}: {row['bits/weight']:.2f} bits, {row['mean diff']:.4f}",
+        )
+    axes.set(
+        xlabel="bits per weight, all-in",
+        ylabel="mean |output - float32 output|, default checkpoint",
+        title="BigNet: output error against memory",
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
@@ -245,8 +274,17 @@ def lora_against_peft(path: Path, steps: int = 5) -> str:
     for label, model in (("homework", ours), ("peft", theirs)):
         data = noise_classification(1000, seed=0)
         losses[label] = []
-        fit.fit(model, make_optimizer(DEFAULT_OPTIMIZER, model), *data, steps=steps, log=lambda line, into=losses[label]: into.append(float(line.split("loss")[1].split()[0])))
-    lines = [f"LoRA, same adapters, same float16 base: max |homework - peft| output difference {output_diff:.2e}", f"{steps} AdamW steps from the same start, loss:"]
+        fit.fit(
+            model,
+            make_optimizer(DEFAULT_OPTIMIZER, model),
+            *data,
+            steps=steps,
+            log=lambda line, into=losses[label]: into.append(float(line.split("loss")[1].split()[0])),
+        )
+    lines = [
+        f"LoRA, same adapters, same float16 base: max |homework - peft| output difference {output_diff:.2e}",
+        f"{steps} AdamW steps from the same start, loss:",
+    ]
     lines += [f"  step {i + 1}: homework {a:.4f}  peft {b:.4f}" for i, (a, b) in enumerate(zip(losses["homework"], losses["peft"]))]
     return "\n".join(lines)
 
@@ -256,7 +294,10 @@ def main(repeats: int = 3, out: str = "benchmarks/results"):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = family_checkpoints()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; forward times: median of {repeats} ratios to float32, timed alternately", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; forward times: median of {repeats} ratios to float32, timed alternately",
+        flush=True,
+    )
     rows = compare_all(paths, repeats)
     markdown = table(rows)
     print("\n" + markdown + "\n")

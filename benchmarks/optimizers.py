@@ -34,10 +34,9 @@ from benchmarks.libraries import failure, markdown_table
 from homework.data import noise_classification
 from homework.memory import MB, AllocationTrace
 from homework.models import load_model
-from homework.optim import make_optimizer, theoretical_state_bytes, trainable
+from homework.optim import make_optimizer, recipes, theoretical_state_bytes, trainable
 from homework.optim.functional import AdamW
 from homework.optim.low_rank import divide_params
-from homework.optim import recipes
 from homework.train_stats import measure_training
 
 LR = 3e-4  # full fine-tuning, every Adam here; SGD, LoRA's adapters and Adafactor get rates of their own
@@ -201,8 +200,18 @@ def plot(results: dict[str, dict], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(10, 5.5))
     for (name, row), marker in zip(results.items(), itertools.cycle("osD^v<>pP*Xhd")):
-        axes.scatter(row["peak"] / MB, 100 * row["accuracy"], marker=marker, s=60, label=f"{name}: {row['peak'] / MB:.0f} MB, {100 * row['accuracy']:.1f} %")
-    axes.set(xlabel="peak training memory, MB (weights, state, gradients, activations)", ylabel="digits test accuracy, %", title="BigNet fine-tuning: accuracy against training memory")
+        axes.scatter(
+            row["peak"] / MB,
+            100 * row["accuracy"],
+            marker=marker,
+            s=60,
+            label=f"{name}: {row['peak'] / MB:.0f} MB, {100 * row['accuracy']:.1f} %",
+        )
+    axes.set(
+        xlabel="peak training memory, MB (weights, state, gradients, activations)",
+        ylabel="digits test accuracy, %",
+        title="BigNet fine-tuning: accuracy against training memory",
+    )
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
@@ -217,7 +226,10 @@ def main(steps: int = 100, out: str = "benchmarks/results", only: str | None = N
     except ImportError as e:
         raise SystemExit(f"error: {e}: the benchmark's requirements are in benchmarks/requirements.txt") from None
     names = [name for name in ROWS if only is None or only in name]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; digits: {len(data[0])} train / {len(data[2])} test, {steps} steps of 64", flush=True)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; digits: {len(data[0])} train / {len(data[2])} test, {steps} steps of 64",
+        flush=True,
+    )
     results, rows = {}, {}
     for name in names:
         model_name, make, lr, step_in_backward, theory_from = ROWS[name]
@@ -237,7 +249,13 @@ def main(steps: int = 100, out: str = "benchmarks/results", only: str | None = N
             f"{measured / MB:.2f} / {theoretical / MB:.2f}", f"{r['peak'] / MB:.1f}", f"{100 * r['accuracy']:.1f} %",
             "> 30" if r["noise"] is None else str(r["noise"]), f"{r['seconds'] / baseline:.2f}x",
         ]  # fmt: skip
-    columns = ["state MB (measured / theoretical)", "peak training MB", "digits test accuracy", "noise: steps to 80 %", "step time vs torch AdamW"]
+    columns = [
+        "state MB (measured / theoretical)",
+        "peak training MB",
+        "digits test accuracy",
+        "noise: steps to 80 %",
+        "step time vs torch AdamW",
+    ]
     markdown = markdown_table(columns, {name: rows[name] for name in names}).replace("| scheme |", "| optimizer |", 1)
     print("\n" + markdown + "\n")
     (out / "optimizers.md").write_text(markdown + "\n")

@@ -34,7 +34,9 @@ def median_seconds(fn, repeats: int, device: torch.device) -> float:
 
 def timed_against(model, baseline, x: torch.Tensor, repeats: int, inner: int) -> tuple[float, float]:
     """The model's forward time and its ratio to the baseline's: medians over `repeats` rounds that time the two alternately."""
-    rounds = [(median_seconds(lambda: model(x), inner, x.device), median_seconds(lambda: baseline(x), inner, x.device)) for _ in range(repeats)]
+    rounds = [
+        (median_seconds(lambda: model(x), inner, x.device), median_seconds(lambda: baseline(x), inner, x.device)) for _ in range(repeats)
+    ]
     return statistics.median(seconds for seconds, _ in rounds), statistics.median(seconds / base for seconds, base in rounds)
 
 

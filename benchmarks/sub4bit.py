@@ -27,7 +27,17 @@ import time
 import fire
 import torch
 
-from benchmarks.libraries import FAMILIES, PARAMETERS, bitsandbytes_model, failure, family_checkpoints, forward_ratio, homework_model, markdown_table, stored_bytes
+from benchmarks.libraries import (
+    FAMILIES,
+    PARAMETERS,
+    bitsandbytes_model,
+    failure,
+    family_checkpoints,
+    forward_ratio,
+    homework_model,
+    markdown_table,
+    stored_bytes,
+)
 from homework import lower_precision
 from homework.bignet import LayerNorm, load_weights
 from homework.data import random_inputs
@@ -104,7 +114,10 @@ def main(repeats: int = 3, previous: str | None = None):
     rows = {}
     for name, build in schemes.items():
         try:
-            rows[name] = {family: measure(build, path, [layer.weight for layer in linear_layers(floats[family])], floats[family](inputs), inputs) for family, path in paths.items()}
+            rows[name] = {
+                family: measure(build, path, [layer.weight for layer in linear_layers(floats[family])], floats[family](inputs), inputs)
+                for family, path in paths.items()
+            }
         except Exception as e:  # not installed, or fails on this machine: say why, go on
             rows[name] = {"error": failure(e)}
         print(f"  {name}: {rows[name].get('error', 'done')}", flush=True)
@@ -114,7 +127,12 @@ def main(repeats: int = 3, previous: str | None = None):
     with AllocationTrace() as trace:
         handout(inputs)
     handout_peak = trace.peak
-    columns = ["bits/weight", "weight bits"] + [f"mean diff {f}" for f in FAMILIES] + [f"dB above bound {f}" for f in FAMILIES] + ["load s", "load vs 4-bit", "fwd b=1024 vs 4-bit", "fwd peak vs 4-bit"]
+    columns = (
+        ["bits/weight", "weight bits"]
+        + [f"mean diff {f}" for f in FAMILIES]
+        + [f"dB above bound {f}" for f in FAMILIES]
+        + ["load s", "load vs 4-bit", "fwd b=1024 vs 4-bit", "fwd peak vs 4-bit"]
+    )
     cells_by_scheme = {}
     for name, row in rows.items():
         if "error" in row:
@@ -127,7 +145,12 @@ def main(repeats: int = 3, previous: str | None = None):
         cells = [f"{default['bits/weight']:.2f}", f"{default['weight bits']:.2f}"]
         cells += [f"{row[f]['mean diff']:.4f}" for f in FAMILIES] + [f"{row[f]['dB above bound']:.2f}" for f in FAMILIES]
         load_ratio = sum(row[f]["load s"] / handout_rows[f]["load s"] for f in FAMILIES) / len(FAMILIES)
-        cells += [f"{default['load s']:.2f}", f"{load_ratio:.1f}x", f"{forward_ratio(model, handout, inputs, repeats, inner=2):.2f}x", f"{(trace.peak - handout_peak) / MB:+.1f} MB"]
+        cells += [
+            f"{default['load s']:.2f}",
+            f"{load_ratio:.1f}x",
+            f"{forward_ratio(model, handout, inputs, repeats, inner=2):.2f}x",
+            f"{(trace.peak - handout_peak) / MB:+.1f} MB",
+        ]
         cells_by_scheme[name] = cells
     print("\n" + markdown_table(columns, cells_by_scheme))
 

@@ -70,7 +70,15 @@ def grade_one(options: argparse.Namespace) -> None:
     try:
         hidden = options.hidden or os.environ.get(HIDDEN_ENV)
         for_credit = bool(hidden) or options.for_credit
-        report = grade_submission(options.submission, suite=load_suite(hidden), hidden=hidden, jobs=options.jobs, timeout=options.timeout, parts=tuple(options.part or ()), for_credit=for_credit)
+        report = grade_submission(
+            options.submission,
+            suite=load_suite(hidden),
+            hidden=hidden,
+            jobs=options.jobs,
+            timeout=options.timeout,
+            parts=tuple(options.part or ()),
+            for_credit=for_credit,
+        )
     except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
         print(f"invalid zip, 0 points: {e}")
         if options.json:  # Gradescope still needs a results.json to show the student why
@@ -113,7 +121,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: every case; -vv: also what each part printed")
     p.add_argument("--json", metavar="PATH", help="also write Gradescope's results.json here")
     p.add_argument("--part", action="append", choices=PART_NAMES, help="grade only this part (repeatable)")
-    p.add_argument("--for-credit", action="store_true", help="refuse to grade where the parts could reach what is secret (implied by --hidden)")
+    p.add_argument(
+        "--for-credit", action="store_true", help="refuse to grade where the parts could reach what is secret (implied by --hidden)"
+    )
     add_common(p)
     return p
 
@@ -130,7 +140,9 @@ def batch_parser() -> argparse.ArgumentParser:
 def hidden_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m grader hidden", description="Write secret hidden cases for grading for credit (staff).")
     p.add_argument("path", help="the JSON file to write (keep it out of the starter, and out of students' reach)")
-    p.add_argument("--checkpoints", type=whole_number, default=3, help="hidden checkpoints, cycling through the weight families (default 3)")
+    p.add_argument(
+        "--checkpoints", type=whole_number, default=3, help="hidden checkpoints, cycling through the weight families (default 3)"
+    )
     p.add_argument("--inputs", type=whole_number, default=2, help="input batches, of 256 and 1024 inputs in turn (default 2)")
     p.add_argument("--train", type=whole_number, default=2, help="training runs (default 2)")
     p.add_argument("--force", action="store_true", help="replace the file if it exists")
@@ -140,18 +152,35 @@ def hidden_parser() -> argparse.ArgumentParser:
 def gradescope_parser() -> argparse.ArgumentParser:
     from .gradescope import VISIBILITIES
 
-    p = ArgumentParser(prog="python -m grader gradescope", description="Write Gradescope's autograder zip (staff), and optionally run it here as Gradescope would.")
+    p = ArgumentParser(
+        prog="python -m grader gradescope",
+        description="Write Gradescope's autograder zip (staff), and optionally run it here as Gradescope would.",
+    )
     p.add_argument("out", help="the zip to write, e.g. autograder.zip")
-    p.add_argument("--hidden", metavar="CONFIG", help="the hidden cases to grade for credit (without: the public cases, which anyone can reproduce)")
-    p.add_argument("--hidden-visibility", choices=VISIBILITIES, default="after_published", help="when students see the hidden cases' tests and their total (default after_published)")
-    p.add_argument("--check", metavar="SUBMISSION", action="append", help="then grade this zip or homework folder as Gradescope would (repeatable)")
-    p.add_argument("--root", metavar="DIR", help="with --check: the new or empty folder standing in for /autograder (default: a temporary one)")
+    p.add_argument(
+        "--hidden", metavar="CONFIG", help="the hidden cases to grade for credit (without: the public cases, which anyone can reproduce)"
+    )
+    p.add_argument(
+        "--hidden-visibility",
+        choices=VISIBILITIES,
+        default="after_published",
+        help="when students see the hidden cases' tests and their total (default after_published)",
+    )
+    p.add_argument(
+        "--check", metavar="SUBMISSION", action="append", help="then grade this zip or homework folder as Gradescope would (repeatable)"
+    )
+    p.add_argument(
+        "--root", metavar="DIR", help="with --check: the new or empty folder standing in for /autograder (default: a temporary one)"
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     return p
 
 
 def canvas_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="python -m grader canvas", description="Fill a Canvas gradebook export with batch mode's scores, for Canvas's Grades > Import (staff).")
+    p = ArgumentParser(
+        prog="python -m grader canvas",
+        description="Fill a Canvas gradebook export with batch mode's scores, for Canvas's Grades > Import (staff).",
+    )
     p.add_argument("results", help="the CSV batch mode wrote")
     p.add_argument("--gradebook", required=True, help="the gradebook CSV exported from Canvas (Grades > Export)")
     p.add_argument("--assignment", required=True, help="the assignment's column: its Canvas id, or part of its name")
@@ -164,7 +193,12 @@ def canvas_parser() -> argparse.ArgumentParser:
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", metavar="CONFIG", help="the staff's hidden cases (JSON); default: $GRADER_HIDDEN, else the public cases")
     p.add_argument("--jobs", type=whole_number, default=None, help="processes side by side (default: one per core)")
-    p.add_argument("--timeout", type=seconds, default=TIMEOUT, help=f"CPU seconds per part (default {TIMEOUT}; and {WALL_FACTOR} times as many of wall-clock time)")
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=TIMEOUT,
+        help=f"CPU seconds per part (default {TIMEOUT}; and {WALL_FACTOR} times as many of wall-clock time)",
+    )
 
 
 if __name__ == "__main__":

@@ -24,10 +24,10 @@ from .canvas import Submission, submissions, without_zip
 from .grade import cpu_count
 from .parts import PARTS, WALL_FACTOR, GraderError
 from .reference import precompute
-from .suite import HIDDEN_ENV, load_suite
-from .trusted import HOMEWORK_DIR
 from .report import write_json
 from .results import Outcome
+from .suite import HIDDEN_ENV, load_suite
+from .trusted import HOMEWORK_DIR
 
 COLUMNS = ("id", "name", "late", "file", "status", *(part.name for part in PARTS), "total", "extra_credit", "score", "reason")
 
@@ -90,12 +90,34 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as private:
         copy, results = Path(private) / "submission.zip", Path(private) / "results.json"
         shutil.copyfile(submission.path, copy)
-        command = [sys.executable, "-m", "grader", str(copy), "-v", "--for-credit", "--jobs", str(jobs), "--timeout", str(timeout), "--json", str(results)]
-        environment = {**os.environ, HIDDEN_ENV: str(Path(hidden).resolve())} if hidden else {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
+        command = [
+            sys.executable,
+            "-m",
+            "grader",
+            str(copy),
+            "-v",
+            "--for-credit",
+            "--jobs",
+            str(jobs),
+            "--timeout",
+            str(timeout),
+            "--json",
+            str(results),
+        ]
+        environment = (
+            {**os.environ, HIDDEN_ENV: str(Path(hidden).resolve())} if hidden else {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
+        )
         with open(feedback / f"{submission.id}.txt", "w") as log:
             try:
                 # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
-                subprocess.run(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=subprocess.STDOUT, timeout=len(PARTS) * WALL_FACTOR * timeout + 300)
+                subprocess.run(
+                    command,
+                    cwd=HOMEWORK_DIR.parent,
+                    env=environment,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=len(PARTS) * WALL_FACTOR * timeout + 300,
+                )
             except subprocess.TimeoutExpired:
                 return "the grader did not finish in time"
         if not results.exists():
@@ -109,7 +131,14 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
 def row(submission: Submission, results_path: Path, failure: str | None) -> dict:
     who = {"id": submission.id, "name": submission.name, "late": "late" if submission.late else "", "file": submission.path.name}
     if failure or not results_path.exists():
-        return {**who, "status": Outcome.GRADER_FAILED.value, "total": 0, "extra_credit": 0, "score": 0, "reason": failure or "the grader did not finish"}
+        return {
+            **who,
+            "status": Outcome.GRADER_FAILED.value,
+            "total": 0,
+            "extra_credit": 0,
+            "score": 0,
+            "reason": failure or "the grader did not finish",
+        }
     summary = json.loads(results_path.read_text())["extra_data"]
     if "parts" not in summary:  # not graded at all: an invalid zip, or the grader failed
         return {**who, "status": summary["status"], "total": 0, "extra_credit": 0, "score": 0, "reason": summary["reason"]}

@@ -65,7 +65,9 @@ def without_zip(folder: Path, graded: list[Submission]) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if (m := DOWNLOAD_NAME.match(path.name)) and m["user"] not in ids)
 
 
-def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, out: str | Path, missing_zero: bool = False, force: bool = False) -> dict:
+def fill_gradebook(
+    results: str | Path, gradebook: str | Path, assignment: str, out: str | Path, missing_zero: bool = False, force: bool = False
+) -> dict:
     """
     Write `out`: `gradebook` (a Canvas export) with batch mode's scores in `assignment`'s column, for
     Canvas to import. Students without a submission keep what their cell holds (0 if empty, with
@@ -94,7 +96,9 @@ def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, 
         result = dict(zip(result_header, row))
         matches = sorted(owners.get(result["id"].lower(), ()))
         if len(matches) != 1:
-            unmatched.append(f"{result['id']} ({'no student' if not matches else f'{len(matches)} students'} with that ID, SIS User ID or SIS Login ID)")
+            unmatched.append(
+                f"{result['id']} ({'no student' if not matches else f'{len(matches)} students'} with that ID, SIS User ID or SIS Login ID)"
+            )
         elif result["status"] in NOT_GRADED:
             unmatched.append(f"{result['id']} (not graded: {result['reason']}; fix and rerun batch mode with --force)")
         else:
@@ -117,11 +121,17 @@ def fill_gradebook(results: str | Path, gradebook: str | Path, assignment: str, 
         writer.writerow([header[k] for k in kept])
         writer.writerows([row[k] if k < len(row) else "" for k in kept] for row in rows)
     counts = {"filled": len(scores) - len(kept_grades), "missing": missing, "unmatched": len(unmatched), "kept": len(kept_grades)}
-    print(f"{out}: grades written in {header[column]!r}: {counts['filled']}; students without a submission ({'given 0' if missing_zero else 'left as they were'}): {missing}", file=sys.stderr)
+    print(
+        f"{out}: grades written in {header[column]!r}: {counts['filled']}; students without a submission ({'given 0' if missing_zero else 'left as they were'}): {missing}",
+        file=sys.stderr,
+    )
     if unmatched:
         print(f"{len(unmatched)} results not written: " + "; ".join(unmatched), file=sys.stderr)
     if kept_grades:
-        print(f"{len(kept_grades)} grades already in the gradebook differ and were kept (--force replaces them): " + "; ".join(kept_grades), file=sys.stderr)
+        print(
+            f"{len(kept_grades)} grades already in the gradebook differ and were kept (--force replaces them): " + "; ".join(kept_grades),
+            file=sys.stderr,
+        )
     return counts
 
 
@@ -145,7 +155,9 @@ def assignment_column(header: list[str], wanted: str, gradebook) -> int:
     found = [k for k, m in assignments.items() if wanted == m["id"] or wanted.lower() in m["title"].lower()]
     if len(found) != 1:
         names = ", ".join(repr(header[k]) for k in (found or assignments))
-        raise GraderError(f"{'no' if not found else len(found)} assignments of {gradebook} match {wanted!r}: {names}; give its name or its id")
+        raise GraderError(
+            f"{'no' if not found else len(found)} assignments of {gradebook} match {wanted!r}: {names}; give its name or its id"
+        )
     return found[0]
 
 

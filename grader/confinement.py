@@ -159,13 +159,30 @@ def forbid_syscalls() -> list[str]:
     if machine == "x86_64":
         program += [(JUMP_IF_BITS, 0, 1, X32_BIT), (RETURN, 0, 0, EPERM)]  # the x32 variants of every call
     program += [(JUMP_IF_EQUAL, 0, 1, numbers["clone3"]), (RETURN, 0, 0, ENOSYS)]
-    program += [(JUMP_IF_EQUAL, 0, 3, numbers["clone"]), (LOAD, 0, 0, argument(0)), (JUMP_IF_BITS, 1, 0, CLONE_THREAD), (RETURN, 0, 0, EPERM)]
+    program += [
+        (JUMP_IF_EQUAL, 0, 3, numbers["clone"]),
+        (LOAD, 0, 0, argument(0)),
+        (JUMP_IF_BITS, 1, 0, CLONE_THREAD),
+        (RETURN, 0, 0, EPERM),
+    ]
     program.append((LOAD, 0, 0, 0))  # back to the number (a thread's clone lands here too, and is allowed below)
     for name, k in OPEN_FLAGS.items():
         if name in numbers:  # an open for writing is refused; one for reading allowed
-            program += [(JUMP_IF_EQUAL, 0, 4, numbers[name]), (LOAD, 0, 0, argument(k)), (JUMP_IF_BITS, 1, 0, WRITE_FLAGS), (RETURN, 0, 0, ALLOW), (RETURN, 0, 0, EPERM)]
+            program += [
+                (JUMP_IF_EQUAL, 0, 4, numbers[name]),
+                (LOAD, 0, 0, argument(k)),
+                (JUMP_IF_BITS, 1, 0, WRITE_FLAGS),
+                (RETURN, 0, 0, ALLOW),
+                (RETURN, 0, 0, EPERM),
+            ]
     for name in SIGNALS:  # to this process: allowed; to any other: refused
-        program += [(JUMP_IF_EQUAL, 0, 4, numbers[name]), (LOAD, 0, 0, argument(0)), (JUMP_IF_EQUAL, 0, 1, os.getpid()), (RETURN, 0, 0, ALLOW), (RETURN, 0, 0, EPERM)]
+        program += [
+            (JUMP_IF_EQUAL, 0, 4, numbers[name]),
+            (LOAD, 0, 0, argument(0)),
+            (JUMP_IF_EQUAL, 0, 1, os.getpid()),
+            (RETURN, 0, 0, ALLOW),
+            (RETURN, 0, 0, EPERM),
+        ]
     refused = {name: nr for name, nr in numbers.items() if name not in ("clone", "clone3", *OPEN_FLAGS, *SIGNALS)}
     for nr in refused.values():
         program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]

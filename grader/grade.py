@@ -37,13 +37,22 @@ from pathlib import Path
 import torch
 
 from .checks import (
-    accuracy, check_adapters, check_memory, check_output, check_training, features_fail, loss_gradient, near_limit, stored_bytes,
-    time_warning, trained_fail,
+    accuracy,
+    check_adapters,
+    check_memory,
+    check_output,
+    check_training,
+    features_fail,
+    loss_gradient,
+    near_limit,
+    stored_bytes,
+    time_warning,
+    trained_fail,
 )  # fmt: skip
 from .confinement import SYSCALLS, landlock_abi
 from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
-from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
+from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
 from .protocol import PartStopped, Stop, one_line
 from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, write_decoy
 from .results import Case, PartResult, Report
@@ -92,7 +101,12 @@ class Grading:
 
 
 def grade(
-    package: str | Path, suite: Suite = PUBLIC, jobs: int | None = None, timeout: float = TIMEOUT, parts: tuple = (), hidden: str | Path | None = None,
+    package: str | Path,
+    suite: Suite = PUBLIC,
+    jobs: int | None = None,
+    timeout: float = TIMEOUT,
+    parts: tuple = (),
+    hidden: str | Path | None = None,
     for_credit: bool | None = None,
 ) -> Report:
     """
@@ -117,7 +131,13 @@ def grade(
         checkpoints = tuple(checkpoint_path(c) for c in suite.checkpoints)
         private = [CHECKPOINT_DIR, HOMEWORK_DIR, package, *checkpoints, *([Path(hidden)] if hidden else [])]
         readable, path = python_folders(private)
-        start_fields = {"readable": readable, "path": path, "memory_cap": MEMORY_CAP, "output_cap": OUTPUT_CAP, "protections": list(PROTECTIONS)}
+        start_fields = {
+            "readable": readable,
+            "path": path,
+            "memory_cap": MEMORY_CAP,
+            "output_cap": OUTPUT_CAP,
+            "protections": list(PROTECTIONS),
+        }
         with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
             prepare(Path(tmp), package, write_decoy, uids.group)
             start_parts = launcher(Path(tmp))
@@ -154,10 +174,15 @@ def credit_lacks(seccomp: bool, landlock: bool, separate_users: bool) -> list[st
 
 def refuse_unless_protected(uids: Uids, landlock: bool, seccomp: bool) -> None:
     """Before grading for credit: refuse, in one line, where this system cannot give the parts what credit_lacks names."""
-    why = {"seccomp": "seccomp (Linux on x86_64 or aarch64)", "Landlock": f"Landlock (Linux 5.13+) or a user of their own for the parts ({uids.note})"}
+    why = {
+        "seccomp": "seccomp (Linux on x86_64 or aarch64)",
+        "Landlock": f"Landlock (Linux 5.13+) or a user of their own for the parts ({uids.note})",
+    }
     missing = [why[name] for name in credit_lacks(seccomp, landlock, uids.separate)]
     if missing:
-        raise GraderError(f"cannot grade for credit here: the parts would run without {' and without '.join(missing)}; the public self-check still runs")
+        raise GraderError(
+            f"cannot grade for credit here: the parts would run without {' and without '.join(missing)}; the public self-check still runs"
+        )
 
 
 def required_protections(protections: dict, grading: Grading) -> None:
@@ -168,7 +193,9 @@ def required_protections(protections: dict, grading: Grading) -> None:
 
     missing = credit_lacks(working("seccomp"), working("Landlock"), grading.uids.separate)
     if grading.for_credit and missing:
-        raise GraderError(f"cannot grade for credit here: a part's process could not set up {', '.join(f'{name} ({protections.get(name)})' for name in missing)}")
+        raise GraderError(
+            f"cannot grade for credit here: a part's process could not set up {', '.join(f'{name} ({protections.get(name)})' for name in missing)}"
+        )
 
 
 def cpu_count() -> int:
@@ -213,7 +240,10 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
         raise
     except Exception as e:  # the grader's own failure, on this part alone: the others are graded as usual
         traceback.print_exc(file=sys.stderr)
-        result.stop, result.reason = Stop.GRADER_FAILED, one_line(f"the grader failed on this part ({type(e).__name__}: {e}): tell the course staff")
+        result.stop, result.reason = (
+            Stop.GRADER_FAILED,
+            one_line(f"the grader failed on this part ({type(e).__name__}: {e}): tell the course staff"),
+        )
     finally:
         for process in processes:
             process.end()
@@ -264,7 +294,9 @@ def put_in_place(process: PartProcess, loaded: Loaded, names: list) -> None:
         only = sorted(set(names) ^ loaded.tensors.keys())[0]
         raise PartStopped(
             Stop.REFUSED,
-            one_line(f"load() builds a model with other parameters and buffers for other weights of the same shapes ({only} is in one and not the other): it must build the same model whatever the weights' values"),
+            one_line(
+                f"load() builds a model with other parameters and buffers for other weights of the same shapes ({only} is in one and not the other): it must build the same model whatever the weights' values"
+            ),
         )
     process.replace(loaded.tensors, loaded.trainable)
 
@@ -289,7 +321,10 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     batches = [random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
     probe = batches[0][:PROBE]
     # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
-    loads = [load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
+    loads = [
+        load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None)
+        for c, path in enumerate(grading.checkpoints)
+    ]
     first_load = loads[0]  # counted below
     with new_process("answer") as answerer:
         for c in range(len(loads)):
@@ -313,17 +348,26 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                 if first:
                     result.figures.update(diffs)
             if c == 0 and cases[output_name(suite, 0, 0)].score == 0:  # not BigNet's output: say where, and why
-                cases[output_name(suite, 0, 0)].message += departure(answerer, part, suite.checkpoints[0], probe) + round_trip(answerer, loaded, probe)
+                cases[output_name(suite, 0, 0)].message += departure(answerer, part, suite.checkpoints[0], probe) + round_trip(
+                    answerer, loaded, probe
+                )
     result.protections = answerer.protections
     result.figures["memory"] = stored_bytes(first_load.tensors)
     if not first_load.trainable:
-        result.warnings.append("nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)")
+        result.warnings.append(
+            "nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)"
+        )
     output_passed = cases[output_name(suite, 0, 0)].score > 0
-    counted = {Kind.MEMORY: lambda: check_memory(part, result.figures["memory"]), Kind.ADAPTERS: lambda: check_adapters(part, first_load.tensors, first_load.trainable)}
+    counted = {
+        Kind.MEMORY: lambda: check_memory(part, result.figures["memory"]),
+        Kind.ADAPTERS: lambda: check_adapters(part, first_load.tensors, first_load.trainable),
+    }
     for case in result.cases:
         if case.kind in counted:
             passed, message = counted[case.kind]()
-            award(case, passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})")
+            award(
+                case, passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})"
+            )
     training = [case for case in result.cases if case.kind is Kind.TRAINING]
     for k, (case, seed) in enumerate(zip(training, suite.train_seeds)):
         if not output_passed:
@@ -393,7 +437,9 @@ def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess,
     if problem:
         case.score, case.message = 0.0, problem
         return
-    progress, case.message = check_training(accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all()))
+    progress, case.message = check_training(
+        accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
+    )
     case.score = round(case.max_score * progress, 2)
 
 
@@ -407,7 +453,10 @@ def plan_cases(part: Part, suite: Suite) -> list[Case]:
     cases = [Case(name, Kind.OUTPUT, part.points[Kind.OUTPUT] / len(outputs)) for name in outputs]
     cases += [Case(kind.value, kind, float(points)) for kind, points in part.points.items() if kind in (Kind.MEMORY, Kind.ADAPTERS)]
     if Kind.TRAINING in part.points:
-        cases += [Case(training_name(suite, k), Kind.TRAINING, part.points[Kind.TRAINING] / len(suite.train_seeds)) for k in range(len(suite.train_seeds))]
+        cases += [
+            Case(training_name(suite, k), Kind.TRAINING, part.points[Kind.TRAINING] / len(suite.train_seeds))
+            for k in range(len(suite.train_seeds))
+        ]
     return cases
 
 
@@ -424,5 +473,3 @@ def training_name(suite: Suite, k: int) -> str:
 
 def award(case: Case, passed: bool, message: str) -> None:
     case.score, case.message = (case.max_score if passed else 0.0), message
-
-

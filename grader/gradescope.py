@@ -31,19 +31,29 @@ import zipfile
 from pathlib import Path
 
 from .grade import InvalidSubmission, grade_submission
+from .launch import Uids, running_as_root
 from .parts import GraderError, mb
 from .reference import precompute
 from .release import REPO, files
 from .report import error_results, gradescope, render, self_check_tests, write_json
-from .launch import Uids, running_as_root
 from .results import Outcome
 from .submission import MAX_BYTES
 from .suite import load_suite
 
-SOURCE = ("requirements.txt", "grader/*.py", "homework/*.py", "homework/checkpoint/*.py")  # the grader and the reference solution (homework/optim/: not used)
+SOURCE = (
+    "requirements.txt",
+    "grader/*.py",
+    "homework/*.py",
+    "homework/checkpoint/*.py",
+)  # the grader and the reference solution (homework/optim/: not used)
 HIDDEN_NAME = "hidden.json"  # the hidden cases' name in the zip, beside setup.sh
 # Gradescope's visibilities for a test, and when a student sees a test that has it.
-VISIBILITIES = {"hidden": "never (staff see them)", "after_due_date": "after the due date", "after_published": "when grades are published", "visible": "below"}
+VISIBILITIES = {
+    "hidden": "never (staff see them)",
+    "after_due_date": "after the due date",
+    "after_published": "when grades are published",
+    "visible": "below",
+}
 
 SETUP = """\
 #!/usr/bin/env bash
@@ -75,7 +85,9 @@ fi
 """
 
 
-def build(out: str | Path, hidden: str | Path | None = None, visibility: str = "after_published", force: bool = False, repo: Path = REPO) -> Path:
+def build(
+    out: str | Path, hidden: str | Path | None = None, visibility: str = "after_published", force: bool = False, repo: Path = REPO
+) -> Path:
     """Write the autograder zip: setup.sh and run_autograder at its root, the grader and the reference solution under it."""
     out = Path(out)
     if out.exists() and not force:
@@ -134,12 +146,17 @@ def run(root: Path, visibility: str) -> dict:
         results = error_results(f"Not graded, 0 points: {e}", Outcome.INVALID_ZIP, "upload")
     except Exception as e:  # the grader's own failure: the student gets a line, staff the traceback (in results/stdout)
         traceback.print_exc()
-        results = error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload")
+        results = error_results(
+            f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"
+        )
     results["execution_time"] = round(time.monotonic() - started, 1)  # the whole run: both gradings, and unpacking
     try:
         write_json(results, results_dir / "results.json")
     except ValueError as e:  # a figure that is not a number: the student still gets a line, staff the reason
-        write_json(error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"), results_dir / "results.json")
+        write_json(
+            error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"),
+            results_dir / "results.json",
+        )
     return results
 
 
@@ -154,7 +171,9 @@ def grade_for_gradescope(submission: Path, hidden: Path | None, visibility: str)
     print(render(report, verbose=1))
     results = gradescope(report, visibility)
     results["tests"] += self_check_tests(public)
-    results["output"] = f"{render(public)}\n\nThat is the public self-check, worth nothing. The points come from hidden cases, shown {VISIBILITIES[visibility]}."
+    results["output"] = (
+        f"{render(public)}\n\nThat is the public self-check, worth nothing. The points come from hidden cases, shown {VISIBILITIES[visibility]}."
+    )
     return results
 
 
@@ -222,7 +241,9 @@ def check(autograder: str | Path, submissions: list[str], root: str | Path | Non
         results = json.loads((root / "results" / "results.json").read_text())
         all_results.append(results)
         status = results.get("extra_data", {}).get("status", "error")
-        print(f"{submission}: {results['score']:g} points ({status}, {results['execution_time']:g} s); results.json and stdout in {root / 'results'}")
+        print(
+            f"{submission}: {results['score']:g} points ({status}, {results['execution_time']:g} s); results.json and stdout in {root / 'results'}"
+        )
     return all_results
 
 
@@ -234,7 +255,9 @@ def main(argv: list[str]) -> int:
     elif argv[:2] == ["run", "--visibility"] and len(argv) == 3:
         run(root, argv[2])
     else:
-        print("usage: python -m grader.gradescope setup | run --visibility VISIBILITY   (run by setup.sh and run_autograder)", file=sys.stderr)
+        print(
+            "usage: python -m grader.gradescope setup | run --visibility VISIBILITY   (run by setup.sh and run_autograder)", file=sys.stderr
+        )
         return 2
     return 0
 

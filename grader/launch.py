@@ -233,7 +233,9 @@ class Template:
         return json.loads(reply)
 
     def spawn(self, requests: int, answers: int, log: int, home: Path, uid: int | None, gid: int | None) -> int:
-        return self._call({"ask": "fork", "home": str(home), "environment": {"TMPDIR": str(home)}, "uid": uid, "gid": gid}, [requests, answers, log])["pid"]
+        return self._call(
+            {"ask": "fork", "home": str(home), "environment": {"TMPDIR": str(home)}, "uid": uid, "gid": gid}, [requests, answers, log]
+        )["pid"]
 
     def poll(self, pid: int) -> int | None:
         """The exit code of an ended process (negative: the signal that killed it), or None while it runs."""

@@ -154,12 +154,19 @@ class PartProcess:
         self.budget.started(self.pid)
         self.channel = Channel(requests_w, answers_r)
         readable = [str(self.root / "runtime"), str(self.root / "code"), str(self.home), str(self.inbox), str(self.root / "decoy")]
-        fields = {**self.start_fields, "part": self.part, "submission": str(self.root / "code"), "readable": readable + self.start_fields["readable"]}
+        fields = {
+            **self.start_fields,
+            "part": self.part,
+            "submission": str(self.root / "code"),
+            "readable": readable + self.start_fields["readable"],
+        }
         try:
             protections = self.ask(Request(Ask.START, fields)).fields["protections"]
         except PartStopped as e:  # the submission is not imported yet: this is the grader's own failure, or its Python's
             printed = self.output().strip().splitlines()
-            raise PartStopped(Stop.GRADER_FAILED, one_line(f"a part's process could not start: {printed[-1] if printed else e.reason}")) from None
+            raise PartStopped(
+                Stop.GRADER_FAILED, one_line(f"a part's process could not start: {printed[-1] if printed else e.reason}")
+            ) from None
         self.budget.ready(self.pid)
         self.protections = protections
         return protections
@@ -290,7 +297,7 @@ FRAME = re.compile(r'^\s*File "(.+)", line (\d+) in (\S+)')
 
 
 def innermost_frame(dump: str, submission: Path) -> str:
-    """", in FUNCTION (homework/FILE.py, line N)" for the first frame of a faulthandler dump (most recent first) in `submission`."""
+    """ ", in FUNCTION (homework/FILE.py, line N)" for the first frame of a faulthandler dump (most recent first) in `submission`."""
     inside = str(submission) + os.sep
     for line in dump.splitlines():
         frame = FRAME.match(line)

@@ -79,7 +79,9 @@ class Session:
         captured = {}
 
         def keep(name: str):
-            return lambda module, inputs, output: captured.update({f"{name} in": plain_tensor(inputs[0]), f"{name} out": plain_tensor(output)})
+            return lambda module, inputs, output: captured.update(
+                {f"{name} in": plain_tensor(inputs[0]), f"{name} out": plain_tensor(output)}
+            )
 
         hooks = [module.register_forward_hook(keep(name)) for name, module in self.model.named_modules() if name in fields["names"]]
         try:
@@ -130,7 +132,12 @@ class MatrixProducts(TorchFunctionMode):
     """
 
     # Each product a @ b, and which dimension of b holds its outputs: linear(x, weight) is x @ weight.T.
-    OUTPUTS = {torch.nn.functional.linear: 0, **dict.fromkeys((torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm), -1)}
+    OUTPUTS = {
+        torch.nn.functional.linear: 0,
+        **dict.fromkeys(
+            (torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm, torch.Tensor.mm, torch.bmm, torch.Tensor.bmm), -1
+        ),
+    }
 
     def __init__(self):
         super().__init__()
@@ -270,7 +277,9 @@ def audit_hooks() -> None:
         if event in REFUSED:
             raise PermissionError(f"{event} is not allowed while grading")
         if event == "open" and isinstance(args[2], int) and args[2] & WRITE_FLAGS:
-            raise PermissionError(f"writing {args[0]} is not allowed while grading (the grader disables file writing, as the course's does)")
+            raise PermissionError(
+                f"writing {args[0]} is not allowed while grading (the grader disables file writing, as the course's does)"
+            )
 
     sys.addaudithook(hook)
 

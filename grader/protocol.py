@@ -46,7 +46,11 @@ def names(value) -> bool:
 
 
 def counts(value) -> bool:
-    return isinstance(value, dict) and len(value) <= 100 and all(isinstance(k, str) and type(n) is int and 0 <= n < MAX_COUNT for k, n in value.items())
+    return (
+        isinstance(value, dict)
+        and len(value) <= 100
+        and all(isinstance(k, str) and type(n) is int and 0 <= n < MAX_COUNT for k, n in value.items())
+    )
 
 
 def texts(value) -> bool:
@@ -77,7 +81,9 @@ CONTRACTS = {
         answer_fields={"names": names, "trainable": names},
         answer_tensors=None,
     ),
-    Ask.REPLACE: Contract("put these tensors in place of the model's parameters and buffers of those names (trainable as named)", ("trainable",), None),
+    Ask.REPLACE: Contract(
+        "put these tensors in place of the model's parameters and buffers of those names (trainable as named)", ("trainable",), None
+    ),
     Ask.FORWARD: Contract(
         "model(x) without gradients; answer y, and (if `profile`) the multiply-adds of its matrix products by dtype",
         ("profile",),
@@ -85,9 +91,18 @@ CONTRACTS = {
         {"products": counts},
         ("y",),
     ),
-    Ask.LAYERS: Contract("model(x) without gradients, keeping what goes in and out of the modules named", ("names",), ("x",), answer_tensors=None),
-    Ask.TRAIN: Contract("AdamW(lr) on the trainable parameters, then model(x) keeping the graph", ("lr",), ("x",), answer_tensors=("features",)),
-    Ask.STEP: Contract("backward from the features with this gradient, one optimizer step, then model(x) again", (), ("gradient",), answer_tensors=("features",)),
+    Ask.LAYERS: Contract(
+        "model(x) without gradients, keeping what goes in and out of the modules named", ("names",), ("x",), answer_tensors=None
+    ),
+    Ask.TRAIN: Contract(
+        "AdamW(lr) on the trainable parameters, then model(x) keeping the graph", ("lr",), ("x",), answer_tensors=("features",)
+    ),
+    Ask.STEP: Contract(
+        "backward from the features with this gradient, one optimizer step, then model(x) again",
+        (),
+        ("gradient",),
+        answer_tensors=("features",),
+    ),
     Ask.TRAINED: Contract("answer the trainable parameters, by name", answer_tensors=None),
 }
 
@@ -153,7 +168,9 @@ def decode_tensors(payload: bytes) -> dict:
         tensors = torch.load(io.BytesIO(payload), weights_only=True)
     except Exception as e:
         raise ValueError(f"tensors that cannot be read back ({type(e).__name__})") from None
-    if not isinstance(tensors, dict) or not all(isinstance(k, str) and type(v) in (torch.Tensor, torch.nn.Parameter) for k, v in tensors.items()):
+    if not isinstance(tensors, dict) or not all(
+        isinstance(k, str) and type(v) in (torch.Tensor, torch.nn.Parameter) for k, v in tensors.items()
+    ):
         raise ValueError("a payload that is not a dict of named tensors")
     plain = [name for name, t in tensors.items() if t.layout != torch.strided or t.device.type != "cpu" or t.is_quantized]
     if plain:  # sparse, quantized or meta tensors: their storage is not what they hold

@@ -87,6 +87,7 @@ def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, 
     labels and the head each drawn from a seed of its own: a part's process sees the inputs, and
     whatever it learns of their generator tells it nothing of the labels or the head.
     """
+
     def generator(purpose: str) -> torch.Generator:
         return torch.Generator().manual_seed(derived_seed(seed, purpose))
 
@@ -150,7 +151,10 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
         try:
             model = reference_model(scheme, checkpoint)
             with one_thread(), torch.no_grad():
-                diff = (model(trusted.random_inputs(inputs.n, inputs.seed)) - reference_outputs(Suite((checkpoint,), (inputs,)))[checkpoint, inputs]).abs()
+                diff = (
+                    model(trusted.random_inputs(inputs.n, inputs.seed))
+                    - reference_outputs(Suite((checkpoint,), (inputs,)))[checkpoint, inputs]
+                ).abs()
         except NotImplementedError:
             raise GraderError(f"hidden cases need the reference solution's homework/{scheme}.py beside the grader") from None
         cache[key] = (diff.max().item(), diff.mean().item())
@@ -202,7 +206,13 @@ def first_departing_layer(layers: dict, scheme: str, checkpoint: Checkpoint) -> 
         for k, name in enumerate(BIGNET_LINEARS):
             x, y = layers.get(f"{name} in"), layers.get(f"{name} out")
             tensors = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-            if not tensors or x.dim() != 2 or x.shape[1] != 1024 or y.shape != x.shape or not (x.is_floating_point() and y.is_floating_point()):
+            if (
+                not tensors
+                or x.dim() != 2
+                or x.shape[1] != 1024
+                or y.shape != x.shape
+                or not (x.is_floating_point() and y.is_floating_point())
+            ):
                 return ""
             x = x.float()
             allowed = max(0.001, 4 * (ours[name](x) - exact[name](x)).abs().max().item())

@@ -24,9 +24,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # What students get: the homework, the grader, the tools and the docs; not the project's own tests,
 # CI or benchmarks, and never a generated checkpoint or cache.
-RELEASED = ("README.md", "requirements.txt", ".gitignore", "bundle.py", "checkpoints/README.md", "homework/*.py", "homework/checkpoint/*.py", "homework/optim/*.py", "grader/*.py", "grader/README.md")
+RELEASED = (
+    "README.md",
+    "requirements.txt",
+    ".gitignore",
+    "bundle.py",
+    "checkpoints/README.md",
+    "homework/*.py",
+    "homework/checkpoint/*.py",
+    "homework/optim/*.py",
+    "grader/*.py",
+    "grader/README.md",
+)
 MARKED = ("README.md", "homework/*.py")  # where the regions are; the rest is copied as it is
-BEGIN = re.compile(r"^(?P<indent>[ \t]*)(?:# BEGIN SOLUTION(?:: (?P<hint>.+))?|(?P<markdown><!-- BEGIN SOLUTION(?:: (?P<text>.+?))? -->))[ \t]*$")
+BEGIN = re.compile(
+    r"^(?P<indent>[ \t]*)(?:# BEGIN SOLUTION(?:: (?P<hint>.+))?|(?P<markdown><!-- BEGIN SOLUTION(?:: (?P<text>.+?))? -->))[ \t]*$"
+)
 END = re.compile(r"^[ \t]*(?:# END SOLUTION|<!-- END SOLUTION -->)[ \t]*$")
 MALFORMED = re.compile(r"^[ \t]*(?:#|<!--)[ \t]*(?:BEGIN|END)[ \t]*SOLUTION", re.IGNORECASE)  # a near miss
 

@@ -27,11 +27,19 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
         if verbose:
             cpu = "CPU time n/a (Linux only)" if result.cpu_seconds is None else f"{result.cpu_seconds:.0f} s of CPU time"
             note += f" ({result.seconds:.0f} s, {cpu})"
-        lines.append(f"{result.part.title:<{width}}" + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score)) + f"  {note}".rstrip())
+        lines.append(
+            f"{result.part.title:<{width}}"
+            + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score))
+            + f"  {note}".rstrip()
+        )
         lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
         if verbose and not result.stop:
             for case in result.cases:
-                lines.append(f"    {case.name:<{width - 4}}" + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score)) + f"  {case.message}")
+                lines.append(
+                    f"    {case.name:<{width - 4}}"
+                    + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score))
+                    + f"  {case.message}"
+                )
         if verbose > 1 and result.output.strip():
             printed = result.output.rstrip().splitlines()[-PRINTED_LINES:]
             lines += [paint(f"    | {line}", "dim") for line in printed]
@@ -54,11 +62,22 @@ def level(score: float, max_score: float) -> str:
 def gradescope(report: Report, visibility: str = "visible") -> dict:
     """results.json: one test per case (shown as `visibility` says), the total (extra credit included) as the score, and the leaderboard."""
     tests = [
-        {"name": f"{result.part.title}: {case.name}", "score": case.score if case_counts(result) else 0.0, "max_score": case.max_score, "output": case.message, "visibility": visibility}
+        {
+            "name": f"{result.part.title}: {case.name}",
+            "score": case.score if case_counts(result) else 0.0,
+            "max_score": case.max_score,
+            "output": case.message,
+            "visibility": visibility,
+        }
         for result in report.parts
         for case in result.cases
     ]
-    results = {"score": round(report.total + report.extra_credit, 2), "execution_time": round(report.seconds, 1), "tests": tests, "extra_data": summary(report)}
+    results = {
+        "score": round(report.total + report.extra_credit, 2),
+        "execution_time": round(report.seconds, 1),
+        "tests": tests,
+        "extra_data": summary(report),
+    }
     extra = [p for p in report.parts if p.part.extra_credit and {"memory", "mean_diff", "max_diff"} <= p.figures.keys()]
     if extra:
         figures = extra[0].figures
@@ -87,7 +106,13 @@ def self_check_tests(report: Report) -> list[dict]:
 def summary(report: Report) -> dict:
     """What batch mode reads back: per-part points and status, the total and the extra credit."""
     parts = {r.part.name: {"score": r.score, "stop": r.stop.value if r.stop else "", "reason": one_line(r.reason)} for r in report.parts}
-    return {"status": Outcome.GRADED.value, "submission": Path(report.submission).name, "parts": parts, "total": report.total, "extra_credit": report.extra_credit}
+    return {
+        "status": Outcome.GRADED.value,
+        "submission": Path(report.submission).name,
+        "parts": parts,
+        "total": report.total,
+        "extra_credit": report.extra_credit,
+    }
 
 
 def case_counts(result: PartResult) -> bool:
@@ -103,4 +128,9 @@ def write_json(results: dict, path: str | Path) -> None:
 def error_results(message: str, outcome: Outcome, submission: str | Path) -> dict:
     """results.json for a submission that could not be graded at all."""
     message = one_line(message, 1000)
-    return {"score": 0.0, "output": message, "tests": [], "extra_data": {"status": outcome.value, "submission": Path(submission).name, "reason": message}}
+    return {
+        "score": 0.0,
+        "output": message,
+        "tests": [],
+        "extra_data": {"status": outcome.value, "submission": Path(submission).name, "reason": message},
+    }

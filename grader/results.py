@@ -35,7 +35,9 @@ class PartResult:
     reason: str = ""
     output: str = ""  # what the part printed (its tail)
     seconds: float = 0.0
-    cpu_seconds: float | None = 0.0  # what its processes used, as the kernel counts it: what the time limit is about (None: not counted here)
+    cpu_seconds: float | None = (
+        0.0  # what its processes used, as the kernel counts it: what the time limit is about (None: not counted here)
+    )
     warnings: list[str] = field(default_factory=list)  # what may cost points elsewhere, though it cost none here
     figures: dict = field(default_factory=dict)  # counted here, for the leaderboard: memory, mean_diff, max_diff
     protections: dict = field(default_factory=dict)  # what the kernel enforced on its processes (part_runtime.confine)

@@ -75,9 +75,7 @@ def _check_archive(zip_path: Path, members: list[zipfile.ZipInfo]) -> None:
     if unpacked > MAX_BYTES:
         raise SubmissionError(f"{zip_path} unpacks to {mb(unpacked, 1)}; the limit is {mb(MAX_BYTES, 1)}")
     if unpacked > MAX_RATIO * packed:
-        raise SubmissionError(
-            f"{zip_path} expands more than {MAX_RATIO}x when unpacked; it looks like a zip bomb"
-        )
+        raise SubmissionError(f"{zip_path} expands more than {MAX_RATIO}x when unpacked; it looks like a zip bomb")
 
 
 def _check_member(member: zipfile.ZipInfo) -> None:
@@ -94,16 +92,12 @@ def _check_member(member: zipfile.ZipInfo) -> None:
     if kind == stat.S_IFLNK:
         raise SubmissionError(f"entry {name!r} is a symbolic link; only plain files are allowed")
     if kind not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: made on Windows, no type recorded
-        raise SubmissionError(
-            f"entry {name!r} is a device, pipe or socket; only plain files are allowed"
-        )
+        raise SubmissionError(f"entry {name!r} is a device, pipe or socket; only plain files are allowed")
     if member.flag_bits & 0x1:
         raise SubmissionError(f"entry {name!r} is encrypted; submit a zip without a password")
 
 
-def _package_files(
-    zip_path: Path, members: list[zipfile.ZipInfo]
-) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+def _package_files(zip_path: Path, members: list[zipfile.ZipInfo]) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """
     The files of the one `homework` package, each with its path relative to the folder holding
     `homework`. The package may sit at the top of the zip or inside one wrapper folder.
@@ -115,15 +109,10 @@ def _package_files(
     inits = [path for m, path in files if path.parts[-2:] == ("homework", "__init__.py")]
     roots = sorted({path.parent.parent for path in inits if len(path.parts) <= 3})
     if not roots:
-        raise SubmissionError(
-            f"{zip_path} has no homework package: "
-            "expected homework/__init__.py at the top or in one folder"
-        )
+        raise SubmissionError(f"{zip_path} has no homework package: expected homework/__init__.py at the top or in one folder")
     if len(roots) > 1:
         found = ", ".join(str(root / "homework") for root in roots)
-        raise SubmissionError(
-            f"{zip_path} has {len(roots)} homework packages ({found}); expected one"
-        )
+        raise SubmissionError(f"{zip_path} has {len(roots)} homework packages ({found}); expected one")
 
     package = roots[0] / "homework"
     return [(m, path.relative_to(roots[0])) for m, path in files if path.is_relative_to(package)]
@@ -134,9 +123,7 @@ def _is_junk(path: PurePosixPath) -> bool:
     return path.parts[:1] == ("__MACOSX",) or path.name == ".DS_Store"
 
 
-def _extract(
-    archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, zip_path: Path
-) -> None:
+def _extract(archive: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, zip_path: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # "xb" never replaces a file, so an entry listed twice cannot overwrite the first copy.
@@ -158,8 +145,5 @@ def _copy(source: BinaryIO, out: BinaryIO, limit: int, name: str) -> None:
     while chunk := source.read(CHUNK):
         written += len(chunk)
         if written > limit:
-            raise SubmissionError(
-                f"entry {name!r} unpacks to more than the {limit} bytes it declares"
-            )
+            raise SubmissionError(f"entry {name!r} unpacks to more than the {limit} bytes it declares")
         out.write(chunk)
-

@@ -116,5 +116,7 @@ def load_suite(path: str | Path | None = None) -> Suite:
         raise GraderError(f"hidden config {path}: seeds are whole numbers from 0 to 2^64 - 1")
     guessable = [seed for seed in seeds if seed % 2**32 < GUESSABLE]
     if guessable:
-        raise GraderError(f"hidden config {path}: seed {guessable[0]} is small enough for a submission to guess; make secret ones with: python -m grader hidden PATH")
+        raise GraderError(
+            f"hidden config {path}: seed {guessable[0]} is small enough for a submission to guess; make secret ones with: python -m grader hidden PATH"
+        )
     return suite

@@ -36,13 +36,17 @@ def as_graded(name: str, model: torch.nn.Module, device="cpu") -> torch.nn.Modul
         owner = graded.get_submodule(owner_name)
         table = owner._parameters if attribute in owner._parameters else owner._buffers
         if attribute not in table:
-            raise BuildsAnotherModel(f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights")
+            raise BuildsAnotherModel(
+                f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights"
+            )
         table[attribute] = tensor
     return graded
 
 
 @torch.no_grad()
-def output_differences(names: list[str], device="cpu", checkpoint=None, n_inputs: int = 1024, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+def output_differences(
+    names: list[str], device="cpu", checkpoint=None, n_inputs: int = 1024, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
     """
     {name: (max, mean) absolute difference from the first model's output, and the max one between the
     model and the model as graded}, one model in memory at a time.

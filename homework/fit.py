@@ -24,8 +24,16 @@ def accuracy(model: torch.nn.Module, head: torch.nn.Module, x: torch.Tensor, lab
 
 
 def fit(
-    model: torch.nn.Module, optimizer: torch.optim.Optimizer, x, labels, head, steps: int = 50, stop_at: float | None = None,
-    micro_batches: int = 1, average: recipes.EMA | None = None, log=print,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x,
+    labels,
+    head,
+    steps: int = 50,
+    stop_at: float | None = None,
+    micro_batches: int = 1,
+    average: recipes.EMA | None = None,
+    log=print,
 ) -> float:
     """
     Full-batch steps of `optimizer` on the cross-entropy of head(model(x)); returns the best accuracy
@@ -58,11 +66,23 @@ def fit(
 
 
 def main(
-    model: str = "lora", device: str | None = None, checkpoint: str | None = None, steps: int = 50, lr: float | None = None, seed: int = 0,
-    optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: bool = False, micro_batches: int = 1, ema: float | None = None,
+    model: str = "lora",
+    device: str | None = None,
+    checkpoint: str | None = None,
+    steps: int = 50,
+    lr: float | None = None,
+    seed: int = 0,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    step_in_backward: bool = False,
+    micro_batches: int = 1,
+    ema: float | None = None,
 ):
     (name,) = check_names([model])
-    steps, seed, micro_batches = check_int("steps", steps, minimum=1), check_int("seed", seed, minimum=0), check_int("micro_batches", micro_batches, minimum=1)
+    steps, seed, micro_batches = (
+        check_int("steps", steps, minimum=1),
+        check_int("seed", seed, minimum=0),
+        check_int("micro_batches", micro_batches, minimum=1),
+    )
     lr = None if lr is None else check_float("lr", lr, above=0)
     ema = None if ema is None else check_fraction("ema", ema)
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)

@@ -223,7 +223,10 @@ def unpack_bit_planes(planes: torch.Tensor) -> torch.Tensor:
 # bits -> (codes -> stored bytes, (stored bytes, segment length, scale) -> decoded segments)
 STORAGE = {
     4: (pack_nibbles, lambda packed, segment, scale: decode_nibbles(packed.view(-1, segment // 2), scale)),
-    3: (lambda codes: pack_bit_planes(codes, 3), lambda planes, segment, scale: tcq_decode(unpack_bit_planes(planes).view(-1, segment), 3, scale)),
+    3: (
+        lambda codes: pack_bit_planes(codes, 3),
+        lambda planes, segment, scale: tcq_decode(unpack_bit_planes(planes).view(-1, segment), 3, scale),
+    ),
 }
 
 
@@ -269,6 +272,8 @@ class TrellisBigNet(BigNet):
     def __init__(self, segment: int = SEGMENT):
         super().__init__(make_linear=functools.partial(TrellisLinear, segment=segment))
         self.model[-1].model[-1] = TrellisLinear(BIGNET_DIM, BIGNET_DIM, rows_at_3_bits=ROWS_AT_3_BITS, segment=segment)
+
+
 # END SOLUTION
 
 

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from itertools import accumulate
 
 import torch
-from torch.autograd import _disable_profiler, _enable_profiler, _prepare_profiler
 from torch._C._profiler import ProfilerActivity, ProfilerConfig, ProfilerState, RecordScope, _ExperimentalConfig
+from torch.autograd import _disable_profiler, _enable_profiler, _prepare_profiler
 
 MB = 2**20  # the handout's MB
 # The allocators that report every allocation and free to PyTorch's profiler. Apple's MPS allocator
@@ -27,7 +27,9 @@ def measurable(device: torch.device) -> tuple[torch.device, str]:
     """
     if device.type in REPORTING_DEVICES:
         return device, ""
-    return torch.device("cpu"), f"memory measured on the CPU: the {device.type} allocator does not report its allocations to PyTorch's profiler"
+    return torch.device(
+        "cpu"
+    ), f"memory measured on the CPU: the {device.type} allocator does not report its allocations to PyTorch's profiler"
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:

@@ -32,7 +32,11 @@ def pick_device(device: str | None = None) -> torch.device:
     if device is None:
         device = "cuda" if "cuda" in devices else "mps" if "mps" in devices else "cpu"
     if str(device) not in devices:
-        why = f" (MPS needs PyTorch {'.'.join(map(str, MPS_TORCH))} or newer, this is {torch.__version__})" if str(device) == "mps" and torch.backends.mps.is_available() else ""
+        why = (
+            f" (MPS needs PyTorch {'.'.join(map(str, MPS_TORCH))} or newer, this is {torch.__version__})"
+            if str(device) == "mps" and torch.backends.mps.is_available()
+            else ""
+        )
         raise ValueError(f"device {device!r} is not available here{why}; choose from: {', '.join(devices)}")
     return torch.device(device)
 
@@ -44,4 +48,3 @@ def load_model(name: str, checkpoint: str | Path | None = None, device: torch.de
     module = importlib.import_module(f"{__package__}.{name}")
     # str(): fire reads --checkpoint 5 as the number 5, which is still the file named "5".
     return module.load(None if checkpoint is None else str(checkpoint)).to(device)
-

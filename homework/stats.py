@@ -21,7 +21,15 @@ from .data import random_inputs
 from .memory import MB, AllocationTrace, measurable, parameter_counts, theoretical_bytes
 from .models import load_model
 
-ROWS = ("Trainable params", "Non-trainable params", "Total params", "Theoretical memory", "Actual memory", "Forward memory", "Backward memory")
+ROWS = (
+    "Trainable params",
+    "Non-trainable params",
+    "Total params",
+    "Theoretical memory",
+    "Actual memory",
+    "Forward memory",
+    "Backward memory",
+)
 
 
 def model_stats(name: str, device: torch.device | str = "cpu", checkpoint=None, batch_size: int = 1024) -> dict[str, str]:

@@ -46,7 +46,9 @@ def saved_for_backward(exclude):
         yield saved
 
 
-def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", checkpoint=None, batch_size: int = 64, step_in_backward: bool = False) -> dict[str, tuple[int, int]]:
+def training_stats(
+    name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", checkpoint=None, batch_size: int = 64, step_in_backward: bool = False
+) -> dict[str, tuple[int, int]]:
     """Each row's (measured, theoretical) bytes for two training steps of model `name` with `optimizer`."""
     with AllocationTrace() as loading:
         model = load_model(name, checkpoint, device)
@@ -54,7 +56,9 @@ def training_stats(name: str, optimizer: str = DEFAULT_OPTIMIZER, device="cpu", 
     chosen = make_optimizer(optimizer, model)
     if step_in_backward:
         recipes.step_in_backward(chosen)
-    return measure_training(model, chosen, lambda: torch.nn.functional.cross_entropy(head(model(x)), labels), x, loading.net, step_in_backward)
+    return measure_training(
+        model, chosen, lambda: torch.nn.functional.cross_entropy(head(model(x)), labels), x, loading.net, step_in_backward
+    )
 
 
 def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, step_in_backward: bool = False) -> dict[str, tuple[int, int]]:
@@ -93,7 +97,13 @@ def measure_training(model, optimizer, loss, inputs, loaded_bytes: int, step_in_
         "Activations": sum(saved.values()),
     }
     theoretical["Peak"] = sum(theoretical.values())
-    measured = {"Weights": loaded_bytes, "Gradients": gradients, "Optimizer state": state, "Activations": forward.net, "Peak": loaded_bytes + state + second_step.peak}
+    measured = {
+        "Weights": loaded_bytes,
+        "Gradients": gradients,
+        "Optimizer state": state,
+        "Activations": forward.net,
+        "Peak": loaded_bytes + state + second_step.peak,
+    }
     return {row: (measured[row], theoretical[row]) for row in ROWS}
 
 
@@ -125,7 +135,14 @@ def training_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
     return format_table(cells, ROWS, min_width=22) + "\n(measured / theoretical)"
 
 
-def main(*models: str, optimizer: str = DEFAULT_OPTIMIZER, step_in_backward: bool = False, device: str | None = None, checkpoint: str | None = None, batch_size: int = 64):
+def main(
+    *models: str,
+    optimizer: str = DEFAULT_OPTIMIZER,
+    step_in_backward: bool = False,
+    device: str | None = None,
+    checkpoint: str | None = None,
+    batch_size: int = 64,
+):
     names = check_names(models or ["bignet"])
     optimizer = check_choice("optimizer", optimizer, OPTIMIZERS)
     batch_size = check_int("batch_size", batch_size, minimum=1)

@@ -60,7 +60,10 @@ def refusals(part, figures: dict) -> list[str]:
         (figures["max_diff"] <= part.max_diff, f"max diff {figures['max_diff']:.3g} > {part.max_diff}"),
         (part.mean_diff is None or figures["mean_diff"] <= part.mean_diff, f"mean diff {figures['mean_diff']:.3g} > {part.mean_diff}"),
         (figures["memory"] <= part.memory_limit, f"memory {figures['memory'] / 2**20:.2f} MB > {part.memory_limit / 2**20:g} MB"),
-        (figures["trainable"] < TRAINABLE_CAPS.get(part.name, math.inf), f"{figures['trainable']:,} trainable parameters, not fewer than {TRAINABLE_CAPS.get(part.name, 0):,}"),
+        (
+            figures["trainable"] < TRAINABLE_CAPS.get(part.name, math.inf),
+            f"{figures['trainable']:,} trainable parameters, not fewer than {TRAINABLE_CAPS.get(part.name, 0):,}",
+        ),
     ]
     if part.name in TRAINABLE_CAPS:  # a training loop over model.parameters(): the adapters learn
         before, after = figures.get("accuracy", (0.5, 0.5))

@@ -49,7 +49,10 @@ def starter_zip(folder: Path, name: str) -> Path:
 def bignet_sized_layer(seed=0):
     """A 1024x1024 weight and a 1024 bias, as in each of BigNet's Linear layers."""
     generator = torch.Generator().manual_seed(seed)
-    return [torch.nn.Parameter(torch.randn(1024, 1024, generator=generator) / 32), torch.nn.Parameter(torch.randn(1024, generator=generator))]
+    return [
+        torch.nn.Parameter(torch.randn(1024, 1024, generator=generator) / 32),
+        torch.nn.Parameter(torch.randn(1024, generator=generator)),
+    ]
 
 
 def run_optimizer(optimizer_class, steps=50, **settings):

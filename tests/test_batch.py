@@ -46,7 +46,10 @@ def test_batch_grades_a_canvas_download_and_plain_zips_and_resumes(tmp_path):
     (submissions / "doejane_LATE_123_502_hw1-2.zip").write_text("not a zip")
     third = run_grader("batch", str(submissions), "--out", str(out))
     assert "(1 already graded)" in third.stderr
-    assert {row["id"]: row["file"] for row in csv.DictReader(out.open())} == {"123": "doejane_LATE_123_502_hw1-2.zip", "xyz789": "xyz789.zip"}
+    assert {row["id"]: row["file"] for row in csv.DictReader(out.open())} == {
+        "123": "doejane_LATE_123_502_hw1-2.zip",
+        "xyz789": "xyz789.zip",
+    }
 
 
 def test_ctrl_c_stops_a_batch_at_once_and_the_rerun_grades_only_the_rest(tmp_path):
@@ -56,7 +59,14 @@ def test_ctrl_c_stops_a_batch_at_once_and_the_rerun_grades_only_the_rest(tmp_pat
         starter_zip(submissions, f"s{k}")
     command = [sys.executable, "-m", "grader", "batch", str(submissions), "--out", str(tmp_path / "r.csv"), "--jobs", "1"]
     # As on a terminal: its own process group, SIGINT not ignored (as a shell's background job would have it).
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     feedback, deadline = tmp_path / "r-feedback", time.monotonic() + 60
     while not (feedback / "s0.json").exists():
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
@@ -83,5 +93,10 @@ def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, m
     hidden = tmp_path / "staff-hidden.json"
     failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10, 1)
     assert failure == "the grader did not finish in time"
-    assert "doejane" not in seen["command"] and "123" not in seen["command"] and "staff-hidden" not in seen["command"] and "--for-credit" in seen["command"]
+    assert (
+        "doejane" not in seen["command"]
+        and "123" not in seen["command"]
+        and "staff-hidden" not in seen["command"]
+        and "--for-credit" in seen["command"]
+    )
     assert seen["env"]["GRADER_HIDDEN"] == str(hidden.resolve())

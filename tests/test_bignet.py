@@ -22,7 +22,9 @@ def test_a_checkpoint_is_made_for_a_seed_and_a_family(tmp_path):
 def test_checkpoint_of_another_network_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(torch.nn.Linear(3, 3).state_dict(), path)
-    with pytest.raises(CheckpointError, match="is not a BigNet checkpoint: it lacks model.0.model.0.weight, .* it has weight, bias, which BigNet does not"):
+    with pytest.raises(
+        CheckpointError, match="is not a BigNet checkpoint: it lacks model.0.model.0.weight, .* it has weight, bias, which BigNet does not"
+    ):
         bignet.load(path)
     state = checkpoint.make_state_dict(BigNet())
     state["model.0.model.0.weight"] = torch.zeros(1024, 512)
@@ -48,7 +50,10 @@ def test_only_a_whole_bignet_checkpoint_loads(change, checkpoint_path, tmp_path)
     else:
         state["model.0.model.0.lora_c.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "changed.pth")
-    with pytest.raises(CheckpointError, match="it lacks model.2.model.4.bias" if "drop" in change else "it has model.0.model.0.lora_c.weight, which BigNet does not"):
+    with pytest.raises(
+        CheckpointError,
+        match="it lacks model.2.model.4.bias" if "drop" in change else "it has model.0.model.0.lora_c.weight, which BigNet does not",
+    ):
         lora.load(tmp_path / "changed.pth")
 
 
@@ -63,7 +68,9 @@ class RawAdapters(torch.nn.Module):
         self.register_buffer("scale", torch.tensor(2.0))
 
 
-@pytest.mark.parametrize("make_linear", [RawAdapters, partial(lora.LoRALinear, lora_dim=4)], ids=["raw parameters and a buffer", "torch.nn.Linear adapters"])
+@pytest.mark.parametrize(
+    "make_linear", [RawAdapters, partial(lora.LoRALinear, lora_dim=4)], ids=["raw parameters and a buffer", "torch.nn.Linear adapters"]
+)
 def test_what_a_checkpoint_cannot_have_keeps_its_initial_value(make_linear, checkpoint_path):
     net = BigNet(make_linear=make_linear)
     before = {name: tensor.clone() for name, tensor in net.state_dict().items()}
@@ -81,5 +88,8 @@ def test_a_renamed_weight_is_named_in_the_students_words(checkpoint_path):
             self.w = torch.nn.Parameter(torch.zeros(out_features, in_features))
             self.bias = torch.nn.Parameter(torch.zeros(out_features))
 
-    with pytest.raises(CheckpointError, match=r"the checkpoint's model.0.model.0.weight, .* \(18 in all\) have no place in BigNet, whose tensors there are named model.0.model.0.w, model.0.model.0.bias"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"the checkpoint's model.0.model.0.weight, .* \(18 in all\) have no place in BigNet, whose tensors there are named model.0.model.0.w, model.0.model.0.bias",
+    ):
         load_weights(BigNet(make_linear=Renamed), checkpoint_path)

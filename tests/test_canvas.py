@@ -26,7 +26,14 @@ def test_canvas_download_names_give_the_student_and_the_file(name, fields):
 
 
 def test_each_student_gets_their_newest_zip_and_plain_id_zips_still_count(tmp_path):
-    for name in ("doejane_123_500_hw1.zip", "doejane_123_700_hw1-1.zip", "doejane_123_701_notes.txt", "smithbob_LATE_456_600_hw1.zip", "abc123.zip", ".DS_Store"):
+    for name in (
+        "doejane_123_500_hw1.zip",
+        "doejane_123_700_hw1-1.zip",
+        "doejane_123_701_notes.txt",
+        "smithbob_LATE_456_600_hw1.zip",
+        "abc123.zip",
+        ".DS_Store",
+    ):
         (tmp_path / name).write_text("")
     assert submissions(tmp_path) == [
         Submission("123", tmp_path / "doejane_123_700_hw1-1.zip", "doejane"),  # the resubmission, not the first try
@@ -46,7 +53,7 @@ GRADEBOOK = (
     '"Smith, Bob",456,U2,bob2,Sec 1,,,50\n'
     '"Ng, Ann",789,U3,an3,Sec 2,,,70\n'
     '"Lee, Kim",790,U4,kl4,Sec 2,60,,70\n'
-    "\"Student, Test\",999,,,Sec 1,,,\n"
+    '"Student, Test",999,,,Sec 1,,,\n'
 )
 RESULTS = (
     "id,name,late,file,status,total,extra_credit,score,reason\n"
@@ -99,7 +106,10 @@ def test_nothing_is_overwritten_without_force_and_missing_is_zero_only_when_aske
 
 @pytest.mark.parametrize(
     "assignment, error",
-    [("homework", "2 assignments of .* match 'homework': 'Homework 1 \\(9001\\)', 'Homework 2 \\(9002\\)'"), ("quiz", "no assignments of .* match 'quiz'")],
+    [
+        ("homework", "2 assignments of .* match 'homework': 'Homework 1 \\(9001\\)', 'Homework 2 \\(9002\\)'"),
+        ("quiz", "no assignments of .* match 'quiz'"),
+    ],
 )
 def test_the_assignment_must_name_one_column(tmp_path, assignment, error):
     results, gradebook = write_inputs(tmp_path)

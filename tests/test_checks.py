@@ -66,6 +66,12 @@ def test_an_output_as_close_to_its_limit_as_hidden_draws_vary_is_warned():
 
 def test_a_part_near_its_time_limit_or_computing_in_half_precision_is_warned():
     said = time_warning({"float16": 9, "float32": 1}, 7.2, 300)
-    assert said == "90% of its matrix products are in float16 or bfloat16, which a CPU computes 15 to 20 times slower than float32: it used 7 s of CPU time here, and hidden cases, several times larger, must fit in 300 s"
+    assert (
+        said
+        == "90% of its matrix products are in float16 or bfloat16, which a CPU computes 15 to 20 times slower than float32: it used 7 s of CPU time here, and hidden cases, several times larger, must fit in 300 s"
+    )
     assert time_warning({"float32": 9, "bfloat16": 1}, 100, 300) == time_warning({}, 150, 300) == ""
-    assert time_warning({"float32": 1}, 151, 300) == "it used 151 s of CPU time, over half its limit of 300 s, and hidden cases are several times larger"
+    assert (
+        time_warning({"float32": 1}, 151, 300)
+        == "it used 151 s of CPU time, over half its limit of 300 s, and hidden cases are several times larger"
+    )

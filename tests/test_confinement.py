@@ -66,7 +66,15 @@ def confined(tmp_path: Path, seccomp: bool = True) -> dict:
     (readable / "data.txt").write_text("data")
     secret.write_text("weights")
     seccomp_line = "\nconfinement.forbid_syscalls()" if seccomp else ""
-    code = TRIES.format(grader=str(GRADER), readable=str(readable), readable_file=str(readable / "data.txt"), work=str(work), secret=str(secret), outside=str(tmp_path / "outside"), seccomp=seccomp_line)
+    code = TRIES.format(
+        grader=str(GRADER),
+        readable=str(readable),
+        readable_file=str(readable / "data.txt"),
+        work=str(work),
+        secret=str(secret),
+        outside=str(tmp_path / "outside"),
+        seccomp=seccomp_line,
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "outside").exists() and (readable / "data.txt").read_text() == "data"

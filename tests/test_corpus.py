@@ -16,7 +16,9 @@ POINTS = {part.name: part.max_score for part in PARTS}
 # What the self-check warns each style about (every other style gets no warning).
 WARNED = {
     "float16_compute": {"half_precision": "of its matrix products are in float16", "lora": "of its matrix products are in float16"},
-    "simple_3bit": {"lower_precision": "output [checkpoint 3 heavy_tailed]: max abs diff 0.526 is within 30% of its limit 0.5, as much as hidden cases of this weight family vary: one may pass"},
+    "simple_3bit": {
+        "lower_precision": "output [checkpoint 3 heavy_tailed]: max abs diff 0.526 is within 30% of its limit 0.5, as much as hidden cases of this weight family vary: one may pass"
+    },
 }
 # The one honest style short of full marks, and why: absmax 3-bit codes in groups of 32 miss the extra credit's
 # max diff on the public heavy-tailed checkpoint by 5 %, and on 2 of 10 hidden draws (benchmarks/hidden_draws.py):
@@ -37,7 +39,9 @@ def test_an_honest_style_gets_full_marks(style, tmp_path, corpus_launcher):
     suite = PUBLIC if set(parts) - {"lora", "qlora"} else Suite()
     report = grade(honest_package(style, tmp_path), suite=suite, parts=parts)
     short = SHORT.get(style, {})
-    assert {r.part.name: r.score for r in report.parts} == {name: short.get(name, (POINTS[name],))[0] for name in parts}, [r.reason for r in report.parts]
+    assert {r.part.name: r.score for r in report.parts} == {name: short.get(name, (POINTS[name],))[0] for name in parts}, [
+        r.reason for r in report.parts
+    ]
     for result in report.parts:
         if result.part.name in short:
             (failed,) = [case.name for case in result.cases if case.score < case.max_score]

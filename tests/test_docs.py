@@ -28,7 +28,11 @@ def test_the_limits_on_a_part_are_the_codes(text):
 
 
 def test_grader_readmes_table_of_points_and_thresholds_is_the_codes():
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in GRADER_README.splitlines() if re.match(r"\|[^|]*\| (output|memory|adapters|training) \| \d", line)]
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in GRADER_README.splitlines()
+        if re.match(r"\|[^|]*\| (output|memory|adapters|training) \| \d", line)
+    ]
     table, title = {}, None
     for row in rows:
         title = row[0] or title

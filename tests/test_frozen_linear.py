@@ -13,6 +13,8 @@ def test_frozen_weight_layers_give_the_true_input_gradient():
         layer.weight.copy_(torch.randn(32, 64))
     x = torch.randn(5, 64, requires_grad=True)
     (layer(x) * torch.arange(32.0)).sum().backward()
-    expected = torch.autograd.grad((torch.nn.functional.linear(x, layer.weight.float(), layer.bias.float()) * torch.arange(32.0)).sum(), x)[0]
+    expected = torch.autograd.grad((torch.nn.functional.linear(x, layer.weight.float(), layer.bias.float()) * torch.arange(32.0)).sum(), x)[
+        0
+    ]
     assert torch.allclose(x.grad, expected, atol=1e-5)
     assert layer.weight.grad is None

@@ -43,7 +43,10 @@ def test_a_grader_failure_while_scoring_one_part_costs_that_part_alone(monkeypat
     monkeypatch.setattr(PartProcess, "load", load)
     report = grade(REPO / "homework", parts=("half_precision", "low_precision"), suite=Suite())
     half, low = report.parts
-    assert half.score == 0 and half.reason == "the grader failed on this part (OSError: [Errno 28] No space left on device): tell the course staff"
+    assert (
+        half.score == 0
+        and half.reason == "the grader failed on this part (OSError: [Errno 28] No space left on device): tell the course staff"
+    )
     assert low.score == 20
 
 

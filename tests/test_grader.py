@@ -19,10 +19,10 @@ import grader.grade
 from grader import launch, part_process
 from grader.grade import grade
 from grader.parts import PARTS
-from grader.suite import Suite, load_suite, make_hidden
 from grader.reference import checkpoint_path
 from grader.release import strip_markers
 from grader.report import gradescope, render
+from grader.suite import Suite, load_suite, make_hidden
 from tests.helpers import STUB
 
 REFERENCE = Path(__file__).resolve().parent.parent / "homework"
@@ -65,7 +65,7 @@ ESCAPE = Path("/tmp/grader-test-escaped.txt")
 
 # A 4-bit model that claims to be under 9 MB: its packed weights live in plain attributes, which never
 # reach the answering process: it computes with the decoy's.
-HIDDEN_4BIT = '''
+HIDDEN_4BIT = """
 import torch
 
 from .bignet import BigNet, load_weights
@@ -89,7 +89,8 @@ class Sneaky4Bit(torch.nn.Module):
 
 def load(path=None):
     return load_weights(BigNet(make_linear=Sneaky4Bit), path)
-'''
+"""
+
 
 @dataclass
 class Broken:
@@ -104,7 +105,11 @@ class Broken:
 
 COPY_FLOAT32 = [
     replace("low_precision.py", "from .bignet import", "from . import checkpoint\nfrom .bignet import"),
-    replace("low_precision.py", "    return load_weights(BigNet4Bit(), path)", "    net = load_weights(BigNet4Bit(), path)\n    net.stash = checkpoint.read(path)\n    return net"),
+    replace(
+        "low_precision.py",
+        "    return load_weights(BigNet4Bit(), path)",
+        "    net = load_weights(BigNet4Bit(), path)\n    net.stash = checkpoint.read(path)\n    return net",
+    ),
 ]
 # A float32 copy the allocator never hands out: the checkpoint's pages, mapped from the file (executable,
 # as shared libraries are) and read once.
@@ -124,7 +129,6 @@ FLOAT16_LORA_FORWARD = "return super().forward(x) + x @ self.lora_a.weight.float
 def stop_in_load(module: str, body: str):
     """Make `module.load` run `body` instead."""
     return replace(f"{module}.py", "def load(path", f"def load(path=None):\n{body}\n\n\ndef replaced_load(path")
-
 
 
 # --- Attacks by a student who has read the starter (grader/ included), each as the grader's README
@@ -359,15 +363,46 @@ def load(path=None):
 """
 
 ATTACKS = {
-    "writes_its_own_report": Broken([write("half_precision.py", OWN_REPORT)], {"half_precision": 0}, {"half_precision": "sent something other than the answer to load"}, ("half_precision",)),
-    "reads_the_checkpoint_in_forward": Broken([append("low_precision.py", READ_IN_FORWARD)], {"low_precision": 0}, {"low_precision": "PermissionError"}, ("low_precision",)),
+    "writes_its_own_report": Broken(
+        [write("half_precision.py", OWN_REPORT)],
+        {"half_precision": 0},
+        {"half_precision": "sent something other than the answer to load"},
+        ("half_precision",),
+    ),
+    "reads_the_checkpoint_in_forward": Broken(
+        [append("low_precision.py", READ_IN_FORWARD)], {"low_precision": 0}, {"low_precision": "PermissionError"}, ("low_precision",)
+    ),
     # Files cannot be written at all: the mappings are of nothing, and the model is the 4-bit one it is.
-    "keeps_a_copy_in_mapped_files": Broken([append("low_precision.py", CTYPES_COPY)], {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)),
-    "keeps_a_copy_in_a_memfd": Broken([append("low_precision.py", MEMFD_COPY)], {"low_precision": 0}, {"low_precision": "memfd_create: Operation not permitted"}, ("low_precision",)),
-    "not_bignet": Broken([append("lora.py", NOT_BIGNET)], {"lora": 0}, {"lora": "not counted, the output does not match BigNet's"}, ("lora",)),
-    "float32_as_itself": Broken([append("low_precision.py", FLOAT32_AS_ITSELF)], {"low_precision": 10}, {"low_precision": "memory 72.11 MB > 15.00 MB"}, ("low_precision",)),
-    "float32_in_a_thread": Broken([append("lower_precision.py", FLOAT32_IN_A_THREAD)], {"lower_precision": 0}, {"lower_precision": "computes other outputs than the model load() returned"}, ("lower_precision",)),
-    "answer_overflow": Broken([append("half_precision.py", ANSWER_OVERFLOW)], {"half_precision": 0}, {"half_precision": "its answer to forward has no valid 'products'"}, ("half_precision", "low_precision")),
+    "keeps_a_copy_in_mapped_files": Broken(
+        [append("low_precision.py", CTYPES_COPY)], {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)
+    ),
+    "keeps_a_copy_in_a_memfd": Broken(
+        [append("low_precision.py", MEMFD_COPY)],
+        {"low_precision": 0},
+        {"low_precision": "memfd_create: Operation not permitted"},
+        ("low_precision",),
+    ),
+    "not_bignet": Broken(
+        [append("lora.py", NOT_BIGNET)], {"lora": 0}, {"lora": "not counted, the output does not match BigNet's"}, ("lora",)
+    ),
+    "float32_as_itself": Broken(
+        [append("low_precision.py", FLOAT32_AS_ITSELF)],
+        {"low_precision": 10},
+        {"low_precision": "memory 72.11 MB > 15.00 MB"},
+        ("low_precision",),
+    ),
+    "float32_in_a_thread": Broken(
+        [append("lower_precision.py", FLOAT32_IN_A_THREAD)],
+        {"lower_precision": 0},
+        {"lower_precision": "computes other outputs than the model load() returned"},
+        ("lower_precision",),
+    ),
+    "answer_overflow": Broken(
+        [append("half_precision.py", ANSWER_OVERFLOW)],
+        {"half_precision": 0},
+        {"half_precision": "its answer to forward has no valid 'products'"},
+        ("half_precision", "low_precision"),
+    ),
     "reads_the_training_loop_frames": Broken(
         [append("lora.py", READS_FRAMES)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.602 after 20 steps"}, ("lora",)
     ),
@@ -375,7 +410,9 @@ ATTACKS = {
 
 BROKEN = {
     "starter": Broken([write(f"{m}.py", STUB) for m in FULL], {m: 0 for m in FULL}, {m: "not implemented" for m in FULL}),
-    "exit_at_import": Broken([write("__init__.py", "import sys\n\nsys.exit(3)\n")], {m: 0 for m in FULL}, {m: "called sys.exit(3)" for m in FULL}),
+    "exit_at_import": Broken(
+        [write("__init__.py", "import sys\n\nsys.exit(3)\n")], {m: 0 for m in FULL}, {m: "called sys.exit(3)" for m in FULL}
+    ),
     "infinite_loop_in_forward": Broken(
         [replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        while True:\n            pass\n")],
         {"half_precision": 0},
@@ -389,15 +426,30 @@ BROKEN = {
         {"lower_precision": "ran out of memory (the limit is 2 GB) (homework/lower_precision.py, line"},
         ("lower_precision", "half_precision"),
     ),
-    "print_flood": Broken([stop_in_load("lora", "    while True:\n        print('x' * 1000)")], {"lora": 0}, {"lora": "printed more than 4 MB"}, ("lora", "half_precision")),
+    "print_flood": Broken(
+        [stop_in_load("lora", "    while True:\n        print('x' * 1000)")],
+        {"lora": 0},
+        {"lora": "printed more than 4 MB"},
+        ("lora", "half_precision"),
+    ),
     "os_exit": Broken(
-        [stop_in_load("half_precision", "    import os\n\n    os._exit(0)")], {"half_precision": 0}, {"half_precision": "exited with code 0 before finishing"}, ("half_precision",)
+        [stop_in_load("half_precision", "    import os\n\n    os._exit(0)")],
+        {"half_precision": 0},
+        {"half_precision": "exited with code 0 before finishing"},
+        ("half_precision",),
     ),
     "writes_outside": Broken(
-        [stop_in_load("half_precision", f"    open({str(ESCAPE)!r}, 'w').write('x')")], {"half_precision": 0}, {"half_precision": "PermissionError: writing"}, ("half_precision",)
+        [stop_in_load("half_precision", f"    open({str(ESCAPE)!r}, 'w').write('x')")],
+        {"half_precision": 0},
+        {"half_precision": "PermissionError: writing"},
+        ("half_precision",),
     ),
     "nan_output": Broken(
-        [replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        return super().forward(x) * float('nan')\n")],
+        [
+            replace(
+                "half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        return super().forward(x) * float('nan')\n"
+            )
+        ],
         {"half_precision": 0},
         {"half_precision": "NaN"},
         ("half_precision",),
@@ -408,8 +460,16 @@ BROKEN = {
     "float32_mapped_from_file": Broken(MAP_CHECKPOINT, {}, {"low_precision": "memory 11.36 MB <= 15.00 MB"}, ("low_precision",)),
     "float32_reloaded_in_forward": Broken(
         [
-            replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        from .bignet import load\n\n        return load(self.path)(x)\n"),
-            replace("half_precision.py", "    return load_weights(HalfBigNet(), path)", "    net = load_weights(HalfBigNet(), path)\n    net.path = path\n    return net"),
+            replace(
+                "half_precision.py",
+                HALF_NET,
+                HALF_NET + "\n    def forward(self, x):\n        from .bignet import load\n\n        return load(self.path)(x)\n",
+            ),
+            replace(
+                "half_precision.py",
+                "    return load_weights(HalfBigNet(), path)",
+                "    net = load_weights(HalfBigNet(), path)\n    net.path = path\n    return net",
+            ),
         ],
         {"half_precision": 0},  # the path the answering process's load() was given is the decoy's
         {"half_precision": "computes other outputs than the model load() returned"},
@@ -441,19 +501,37 @@ BROKEN = {
     ),
     # Nothing trainable: full marks here, with a warning that the course's grader fails such a model.
     "nothing_trainable": Broken(
-        [replace("half_precision.py", "    return load_weights(HalfBigNet(), path)", "    return load_weights(HalfBigNet(), path).requires_grad_(False)")],
+        [
+            replace(
+                "half_precision.py",
+                "    return load_weights(HalfBigNet(), path)",
+                "    return load_weights(HalfBigNet(), path).requires_grad_(False)",
+            )
+        ],
         {},
         {"half_precision": "nothing in the model is trainable: the course's grader"},
         ("half_precision",),
     ),
     # The weight under another name: the checkpoint's tensors have no place, said in the student's names.
     "renamed_weight": Broken(
-        [replace("half_precision.py", HALF_NET, HALF_NET.replace("HalfLinear", "Renamed") + "\n\nclass Renamed(HalfLinear):\n    def __init__(self, i, o):\n        super().__init__(i, o)\n        self.w = self.weight\n        del self.weight\n\n    def forward(self, x):\n        return torch.nn.functional.linear(x, self.w.float(), self.bias.float())\n")],
+        [
+            replace(
+                "half_precision.py",
+                HALF_NET,
+                HALF_NET.replace("HalfLinear", "Renamed")
+                + "\n\nclass Renamed(HalfLinear):\n    def __init__(self, i, o):\n        super().__init__(i, o)\n        self.w = self.weight\n        del self.weight\n\n    def forward(self, x):\n        return torch.nn.functional.linear(x, self.w.float(), self.bias.float())\n",
+            )
+        ],
         {"half_precision": 0},
         {"half_precision": "have no place in HalfBigNet, whose tensors there are named model.0.model.0.bias, model.0.model.0.w"},
         ("half_precision",),
     ),
-    "really_4_bit": Broken([write("lower_precision.py", HIDDEN_4BIT)], {"lower_precision": 0}, {"lower_precision": "register it (register_buffer)"}, ("lower_precision",)),
+    "really_4_bit": Broken(
+        [write("lower_precision.py", HIDDEN_4BIT)],
+        {"lower_precision": 0},
+        {"lower_precision": "register it (register_buffer)"},
+        ("lower_precision",),
+    ),
     **ATTACKS,
 }
 
@@ -463,7 +541,11 @@ BROKEN = {
 BUILT_ON = {"lora": "half_precision", "qlora": "low_precision"}
 for _part in FULL:
     _lost = [p for p in FULL if _part in (p, BUILT_ON.get(p))]
-    BROKEN[f"syntax_error_in_{_part}"] = Broken([append(f"{_part}.py", "\nclass Unfinished(\n")], dict.fromkeys(_lost, 0), dict.fromkeys(_lost, f"SyntaxError: '(' was never closed (homework/{_part}.py, line"))
+    BROKEN[f"syntax_error_in_{_part}"] = Broken(
+        [append(f"{_part}.py", "\nclass Unfinished(\n")],
+        dict.fromkeys(_lost, 0),
+        dict.fromkeys(_lost, f"SyntaxError: '(' was never closed (homework/{_part}.py, line"),
+    )
 
 
 def make_submission(folder: Path, edits) -> Path:
@@ -586,9 +668,15 @@ def load(path=None):
 
 def test_nothing_in_a_parts_process_names_the_hidden_cases(tmp_path, hidden):
     config = json.loads(Path(hidden).read_text())
-    seeds = [str(c["seed"]) for c in config["checkpoints"]] + [str(i["seed"]) for i in config["inputs"]] + [str(s) for s in config["train_seeds"]]
+    seeds = (
+        [str(c["seed"]) for c in config["checkpoints"]]
+        + [str(i["seed"]) for i in config["inputs"]]
+        + [str(s) for s in config["train_seeds"]]
+    )
     secrets = [str(Path(hidden)), Path(hidden).name, *seeds, *(str(checkpoint_path(c)) for c in load_suite(hidden).checkpoints)]
-    package = make_submission(tmp_path, [write("half_precision.py", LOOKS_FOR_SECRETS.format(secrets=[secret[::-1] for secret in secrets]))])
+    package = make_submission(
+        tmp_path, [write("half_precision.py", LOOKS_FOR_SECRETS.format(secrets=[secret[::-1] for secret in secrets]))]
+    )
     (part,) = grade(package, suite=load_suite(hidden), hidden=hidden, parts=("half_precision",)).parts
     assert "FOUND []" in part.output, part.output
 
@@ -617,9 +705,17 @@ def test_without_landlock_grading_for_credit_refuses_and_the_self_check_runs(tmp
     command = [sys.executable, "-c", WITHOUT_LANDLOCK, str(package), "--part", "half_precision"]
     refused = subprocess.run([*command, "--hidden", str(hidden)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr.strip().splitlines() == ["error: cannot grade for credit here: the parts would run without Landlock (Linux 5.13+) or a user of their own for the parts (the grader is not root: parts run as its own user); the public self-check still runs"] or "without Landlock" in refused.stderr, refused.stderr
+    assert (
+        refused.stderr.strip().splitlines()
+        == [
+            "error: cannot grade for credit here: the parts would run without Landlock (Linux 5.13+) or a user of their own for the parts (the grader is not root: parts run as its own user); the public self-check still runs"
+        ]
+        or "without Landlock" in refused.stderr
+    ), refused.stderr
     self_check = subprocess.run([*command, "-v"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert self_check.returncode == 0 and "20 / 20" in self_check.stdout and "Landlock: unavailable" in self_check.stdout, self_check.stdout + self_check.stderr
+    assert self_check.returncode == 0 and "20 / 20" in self_check.stdout and "Landlock: unavailable" in self_check.stdout, (
+        self_check.stdout + self_check.stderr
+    )
 
 
 # Windows, as far as Linux can play it, for the grading process and each part's: the POSIX modules cannot be
@@ -631,7 +727,9 @@ for name in ("pwd", "resource", "fcntl", "grp", "termios"):
     sys.modules[name] = None
 del os.killpg, os.geteuid, os.sched_getaffinity, signal.SIGUSR1
 """
-GRADE_AS_ON_WINDOWS = AS_ON_WINDOWS + """
+GRADE_AS_ON_WINDOWS = (
+    AS_ON_WINDOWS
+    + """
 from pathlib import Path
 import grader.grade, grader.part_process
 from grader import launch
@@ -650,16 +748,29 @@ grader.grade.launcher = Interpreters
 grader.part_process.PROC = Path("/nonexistent")
 sys.exit(main(sys.argv[1:]))
 """
+)
 
 
 def test_the_self_check_runs_as_on_windows(tmp_path):
     command = [sys.executable, "-c", f"AS_ON_WINDOWS = {AS_ON_WINDOWS!r}\n" + GRADE_AS_ON_WINDOWS, "-v"]
-    lora = subprocess.run([*command, str(make_submission(tmp_path / "reference", [])), "--part", "lora"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    lora = subprocess.run(
+        [*command, str(make_submission(tmp_path / "reference", [])), "--part", "lora"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert lora.returncode == 0 and "30 / 30" in lora.stdout and "CPU time n/a (Linux only)" in lora.stdout, lora.stdout + lora.stderr
     assert "separate users: unavailable: the grader is not root" in lora.stdout
     # No process group to kill, and no resource limits in the part's process: the grading process stops a loop and a print flood.
     broken = make_submission(tmp_path / "broken", BROKEN["infinite_loop_in_forward"].edits + BROKEN["print_flood"].edits)
-    stopped = subprocess.run([*command, str(broken), "--part", "half_precision", "--part", "lora", "--timeout", "10"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    stopped = subprocess.run(
+        [*command, str(broken), "--part", "half_precision", "--part", "lora", "--timeout", "10"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     half, lora = [line for line in stopped.stdout.splitlines() if line.startswith(("Half precision", "LoRA"))]
     assert stopped.returncode == 0 and "0 / 20" in half and "0 / 30" in lora, stopped.stdout + stopped.stderr
     assert "s of time (CPU time is counted on Linux only), over the part's limit of 10 s" in half
@@ -702,7 +813,9 @@ def test_a_part_whose_python_cannot_import_torch_says_so_in_one_line(tmp_path, m
 def test_a_part_that_sleeps_is_stopped_by_the_wall_clock_and_told_where(tmp_path, monkeypatch):
     """Sleeping uses no CPU time: the wall-clock backstop (WALL_FACTOR times the CPU limit) stops it."""
     monkeypatch.setattr(grader.grade, "WALL_FACTOR", 0.25)
-    sleeps = replace("half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        import time\n\n        time.sleep(1000)\n")
+    sleeps = replace(
+        "half_precision.py", HALF_NET, HALF_NET + "\n    def forward(self, x):\n        import time\n\n        time.sleep(1000)\n"
+    )
     (part,) = grade(make_submission(tmp_path, [sleeps]), suite=DEFAULT_CHECKPOINT, timeout=20, parts=("half_precision",)).parts
     assert part.score == 0 and part.cpu_seconds < 5 and 5 <= part.seconds < 10
     assert "blocked or sleeping, still running after 5 s of wall-clock time" in part.reason

@@ -35,10 +35,20 @@ def test_the_zip_holds_the_scripts_at_its_root_and_the_grader_and_reference_unde
         modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
         setup, run = archive.read("setup.sh").decode(), archive.read("run_autograder").decode()
         assert archive.read("hidden.json") == hidden.read_bytes()
-    assert names[:2] == ["setup.sh", "run_autograder"] and {"requirements.txt", "grader/gradescope.py", "homework/qlora.py", "homework/optim/chain.py"} <= set(names)
-    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "checkpoints/")) or "__pycache__" in n or n.endswith((".pth", ".pyc"))]
+    assert names[:2] == ["setup.sh", "run_autograder"] and {
+        "requirements.txt",
+        "grader/gradescope.py",
+        "homework/qlora.py",
+        "homework/optim/chain.py",
+    } <= set(names)
+    assert not [
+        n for n in names if n.startswith(("tests/", "benchmarks/", "checkpoints/")) or "__pycache__" in n or n.endswith((".pth", ".pyc"))
+    ]
     assert stat.S_IMODE(modes["setup.sh"]) == stat.S_IMODE(modes["run_autograder"]) == 0o755
-    assert "pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in setup and "-r \"$root/source/requirements.txt\"" in setup
+    assert (
+        "pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" in setup
+        and '-r "$root/source/requirements.txt"' in setup
+    )
     assert "run --visibility after_due_date" in run
     assert build(tmp_path / "again.zip", hidden, "after_due_date").read_bytes() == zip_path.read_bytes()  # the same checkout, the same zip
     with pytest.raises(Exception, match="exists: give --force"):
@@ -69,7 +79,10 @@ def test_the_autograder_run_as_gradescope_runs_it_scores_the_reference_starter_a
     assert {t["status"] for t in self_checks if "QLoRA" in t["name"]} == {"failed"} and "public self-check" in results["output"]
     assert [entry["order"] for entry in results["leaderboard"]] == ["asc"] * 3
     if os.geteuid() == 0:
-        assert stat.S_IMODE((root / "source").stat().st_mode) == 0o700 and stat.S_IMODE((root / "source" / "hidden.json").stat().st_mode) == 0o600
+        assert (
+            stat.S_IMODE((root / "source").stat().st_mode) == 0o700
+            and stat.S_IMODE((root / "source" / "hidden.json").stat().st_mode) == 0o600
+        )
     assert stat.S_IMODE((root / "results").stat().st_mode) == 0o700
     assert "Total" in (root / "results" / "stdout").read_text()  # staff's view: the -v report
 
@@ -139,7 +152,10 @@ def test_an_upload_that_is_not_one_zip_or_plain_files_is_refused(tmp_path, names
 
 @pytest.mark.parametrize(
     "args, error",
-    [(["--check", "no-such.zip"], "error: no such file or folder: no-such.zip"), (["--root", "somewhere"], "error: --root is where --check lays the autograder out")],
+    [
+        (["--check", "no-such.zip"], "error: no such file or folder: no-such.zip"),
+        (["--root", "somewhere"], "error: --root is where --check lays the autograder out"),
+    ],
 )
 def test_a_check_that_cannot_run_is_one_line_and_writes_no_zip(tmp_path, args, error):
     result = run_grader("gradescope", str(tmp_path / "autograder.zip"), *args)

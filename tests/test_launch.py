@@ -51,7 +51,9 @@ def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path, monkeyp
     readable, path = python_folders([repo / "homework", repo / "checkpoints"])
     assert str(tmp_path) not in path and not any(folder.startswith(str(tmp_path)) for folder in readable)
     assert "/proc" not in readable and os.path.realpath(sys.prefix) in readable
-    assert not any(folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable)  # the repository holds the private folders
+    assert not any(
+        folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable
+    )  # the repository holds the private folders
     assert all(os.path.realpath(entry) in readable for entry in path)
 
 

@@ -27,11 +27,23 @@ def test_a_folder_without_a_package_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize(
     "args, error",
     [
-        (["homework", "--timeout", "-1"], "error: argument --timeout: must be a number of seconds > 0, not '-1' (see python -m grader --help)"),
-        (["homework", "--timeout", "abc"], "error: argument --timeout: must be a number of seconds > 0, not 'abc' (see python -m grader --help)"),
+        (
+            ["homework", "--timeout", "-1"],
+            "error: argument --timeout: must be a number of seconds > 0, not '-1' (see python -m grader --help)",
+        ),
+        (
+            ["homework", "--timeout", "abc"],
+            "error: argument --timeout: must be a number of seconds > 0, not 'abc' (see python -m grader --help)",
+        ),
         (["homework", "--jobs", "0"], "error: argument --jobs: must be a whole number >= 1, not '0' (see python -m grader --help)"),
-        (["batch", "submissions", "--jobs", "1.5"], "error: argument --jobs: must be a whole number >= 1, not '1.5' (see python -m grader batch --help)"),
-        (["batch", "submissions", "--timeout", "0"], "error: argument --timeout: must be a number of seconds > 0, not '0' (see python -m grader batch --help)"),
+        (
+            ["batch", "submissions", "--jobs", "1.5"],
+            "error: argument --jobs: must be a whole number >= 1, not '1.5' (see python -m grader batch --help)",
+        ),
+        (
+            ["batch", "submissions", "--timeout", "0"],
+            "error: argument --timeout: must be a number of seconds > 0, not '0' (see python -m grader batch --help)",
+        ),
         (["homework", "--verbose", "--part", "lorra"], "error: argument --part: invalid choice: 'lorra'"),
     ],
 )
@@ -89,6 +101,10 @@ def test_the_report_prints_in_any_code_page(tmp_path):
     with zipfile.ZipFile(tmp_path / "s.zip") as archive:
         archive.extractall(package.parent)
     result = subprocess.run(
-        [sys.executable, "-m", "grader", str(package), "--part", "half_precision"], cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}
+        [sys.executable, "-m", "grader", str(package), "--part", "half_precision"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
     )
     assert result.returncode == 0 and "caf\\xe9" in result.stdout and "0 / 20" in result.stdout, result.stderr

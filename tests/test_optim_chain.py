@@ -5,7 +5,6 @@ import torch
 
 from homework.optim import chain
 from homework.optim.chain import Chain, cautious, clip_norm, lr, momentum, scale_by_adam, weight_decay
-
 from tests.helpers import bignet_sized_layer
 from tests.helpers import run_optimizer as run
 
@@ -76,7 +75,9 @@ def test_clip_norm_bounds_each_update():
 
 def test_groups_override_settings_and_schedules_scale_the_rate():
     fast, slow = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
-    optimizer = Chain([{"params": [fast], "lr": 1.0}, {"params": [slow]}], lr(0.1, schedule=chain.warmup_cosine(total_steps=10, warmup_steps=2)))
+    optimizer = Chain(
+        [{"params": [fast], "lr": 1.0}, {"params": [slow]}], lr(0.1, schedule=chain.warmup_cosine(total_steps=10, warmup_steps=2))
+    )
     for p in (fast, slow):
         p.grad = torch.ones(3)
     optimizer.step()  # warm-up step 1 of 2: half the rate

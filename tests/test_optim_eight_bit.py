@@ -5,7 +5,6 @@ import torch
 from homework.memory import AllocationTrace
 from homework.optim.eight_bit import BLOCK_SIZE, AdamW8bit, dequantize_8bit, quantize_8bit
 from homework.optim.functional import AdamW
-
 from tests.helpers import bignet_sized_layer
 from tests.helpers import run_optimizer as run
 

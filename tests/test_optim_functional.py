@@ -9,6 +9,7 @@ from homework.optim import functional
 from tests.helpers import bignet_sized_layer
 from tests.helpers import run_optimizer as run
 
+
 def assert_same(ours, theirs):
     # The arithmetic is torch's, operation for operation: the results are equal bit for bit.
     for a, b in zip(ours, theirs):
@@ -27,11 +28,15 @@ def test_sgd_equals_torch(options):
     assert_same(run(functional.SGD, lr=0.01, **options), run(torch.optim.SGD, lr=0.01, **options))
 
 
-ADAM_OPTIONS = [dict(weight_decay=wd, amsgrad=a, betas=b) for wd, a, b in itertools.product([0.0, 0.1], [False, True], [(0.9, 0.999), (0.8, 0.9)])]
+ADAM_OPTIONS = [
+    dict(weight_decay=wd, amsgrad=a, betas=b) for wd, a, b in itertools.product([0.0, 0.1], [False, True], [(0.9, 0.999), (0.8, 0.9)])
+]
 
 
 @pytest.mark.parametrize("options", ADAM_OPTIONS, ids=str)
-@pytest.mark.parametrize("ours, theirs", [(functional.Adam, torch.optim.Adam), (functional.AdamW, torch.optim.AdamW)], ids=["adam", "adamw"])
+@pytest.mark.parametrize(
+    "ours, theirs", [(functional.Adam, torch.optim.Adam), (functional.AdamW, torch.optim.AdamW)], ids=["adam", "adamw"]
+)
 def test_adam_equals_torch(ours, theirs, options):
     assert_same(run(ours, lr=1e-3, **options), run(theirs, lr=1e-3, **options))
 

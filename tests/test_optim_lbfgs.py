@@ -71,16 +71,19 @@ def assert_same_parameters(ours_model, torch_model):
 
 def plain_closure(optimizer, model, loss_fn):
     """torch's convention: no backward flag."""
+
     def closure():
         optimizer.zero_grad()
         loss = loss_fn(model)
         loss.backward()
         return loss
+
     return closure
 
 
 def flag_closure(optimizer, model, loss_fn, calls):
     """torchzero's convention; records each call's flag, and whether autograd was recording."""
+
     def closure(backward=True):
         calls.append((backward, torch.is_grad_enabled()))
         loss = loss_fn(model)
@@ -88,14 +91,18 @@ def flag_closure(optimizer, model, loss_fn, calls):
             optimizer.zero_grad()
             loss.backward()
         return loss
+
     return closure
 
 
 @pytest.mark.parametrize("problem", [least_squares, logistic_regression, wave])
-@pytest.mark.parametrize("max_iter, history_size, steps", [
-    (4, 3, 3),  # 12 iterations, 3 pairs kept: the history fills up and drops its oldest pairs
-    (20, 10, 2),  # to convergence: the stopping tests end the steps early
-])
+@pytest.mark.parametrize(
+    "max_iter, history_size, steps",
+    [
+        (4, 3, 3),  # 12 iterations, 3 pairs kept: the history fills up and drops its oldest pairs
+        (20, 10, 2),  # to convergence: the stopping tests end the steps early
+    ],
+)
 def test_fixed_steps_match_torch(problem, max_iter, history_size, steps):
     (ours_model, loss_fn), (torch_model, _) = twin_problems(problem)
     settings = dict(lr=1.0, max_iter=max_iter, history_size=history_size)
@@ -112,11 +119,14 @@ def test_fixed_steps_match_torch(problem, max_iter, history_size, steps):
     assert ours.state[first]["n_iter"] == theirs.state[next(torch_model.parameters())]["n_iter"]
 
 
-@pytest.mark.parametrize("tolerances, loss_scale", [
-    (dict(tolerance_grad=1e-3), 1.0),  # the gradient test ends the step
-    (dict(tolerance_change=1e-4), 1.0),  # the loss-change test
-    (dict(tolerance_change=1e-4), 1e6),  # the step-size test: a loss this large still changes a lot
-])
+@pytest.mark.parametrize(
+    "tolerances, loss_scale",
+    [
+        (dict(tolerance_grad=1e-3), 1.0),  # the gradient test ends the step
+        (dict(tolerance_change=1e-4), 1.0),  # the loss-change test
+        (dict(tolerance_change=1e-4), 1e6),  # the step-size test: a loss this large still changes a lot
+    ],
+)
 def test_fixed_steps_stop_where_torch_stops(tolerances, loss_scale):
     (ours_model, loss_fn), (torch_model, _) = twin_problems(logistic_regression)
     ours = LBFGS(ours_model.parameters(), line_search=None, **tolerances)
@@ -229,9 +239,11 @@ def test_bignet_lora_fit():
         initial_loss = loss_fn(model).item()
     ours_loss, ours_calls = fit(LBFGS(parameters, max_iter=4))
     theirs_loss, theirs_calls = fit(torch.optim.LBFGS(parameters, max_iter=4, line_search_fn="strong_wolfe"))
-    print(f"initial {initial_loss:.4f}; ours {ours_loss:.3g} ({len(ours_calls)} calls, "
-          f"{sum(not backward for backward, _ in ours_calls)} without backward); "
-          f"torch strong_wolfe {theirs_loss:.3g} ({len(theirs_calls)} calls)")
+    print(
+        f"initial {initial_loss:.4f}; ours {ours_loss:.3g} ({len(ours_calls)} calls, "
+        f"{sum(not backward for backward, _ in ours_calls)} without backward); "
+        f"torch strong_wolfe {theirs_loss:.3g} ({len(theirs_calls)} calls)"
+    )
     # Measured: 0.910 -> ours 0.093 (9 calls, 5 of them without backward), torch's 0.156 (5 calls).
     assert ours_loss < initial_loss / 4
     assert ours_loss < 1.5 * theirs_loss  # at least about as good as torch's

@@ -62,7 +62,12 @@ def test_same_training_as_the_published_package_until_the_subspace_changes(ours,
     # difference can flip, and Adam's moments, kept from the old subspace, then meet the gradient
     # with the other sign. GaLore and Fira have that property themselves; so we compare up to it.
     theirs = train(model := mlp(), published_optimizer(module, package, model), steps=SETTINGS["update_proj_gap"])
-    for a, b in zip(train(model := mlp(), ours(divide_params(model, ["0", "2", "4"], **SETTINGS), lr=1e-2, eps=1e-16), steps=SETTINGS["update_proj_gap"]), theirs):
+    for a, b in zip(
+        train(
+            model := mlp(), ours(divide_params(model, ["0", "2", "4"], **SETTINGS), lr=1e-2, eps=1e-16), steps=SETTINGS["update_proj_gap"]
+        ),
+        theirs,
+    ):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 

@@ -7,8 +7,8 @@ from homework.bignet import LayerNorm
 from homework.data import noise_classification
 from homework.memory import AllocationTrace
 from homework.models import load_model
-from homework.optim.functional import AdamW
 from homework.optim import recipes
+from homework.optim.functional import AdamW
 from homework.optim.recipes import EMA, accumulate_gradients, parameter_groups
 
 

@@ -55,6 +55,8 @@ def test_trained_weights_match_single_process_training(sharded, single):
 
 
 def test_batch_must_split_evenly_across_processes():
-    result = subprocess.run([sys.executable, "-m", "homework.optim.sharded", "--processes", "2", "--batch-size", "15"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "homework.optim.sharded", "--processes", "2", "--batch-size", "15"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --batch-size must be divisible by the number of processes, 2, not 15"

@@ -83,4 +83,6 @@ def test_without_proc_wall_clock_time_stands_in_for_cpu_time_and_says_so(tmp_pat
     budget.started(os.getpid())
     assert not budget.measured and budget.over(os.getpid()) == ""
     time.sleep(0.3)  # no CPU time at all, yet it counts
-    assert budget.over(os.getpid()).startswith("timed out: used 0 s of time (CPU time is counted on Linux only), over the part's limit of 0.2 s")
+    assert budget.over(os.getpid()).startswith(
+        "timed out: used 0 s of time (CPU time is counted on Linux only), over the part's limit of 0.2 s"
+    )

@@ -27,7 +27,10 @@ def raised(code: str, path) -> BaseException:
 def test_a_failure_is_one_line_that_names_the_students_file_and_line(runtime, tmp_path):
     start = {"submission": str(tmp_path), "memory_cap": 2 * 2**30, "output_cap": 4 * 2**20}
     (tmp_path / "homework").mkdir()
-    assert runtime.describe(raised("x = 1\nraise ValueError('bad rank\\nmore')\n", tmp_path / "homework" / "lora.py"), start) == "ValueError: bad rank (homework/lora.py, line 2)"
+    assert (
+        runtime.describe(raised("x = 1\nraise ValueError('bad rank\\nmore')\n", tmp_path / "homework" / "lora.py"), start)
+        == "ValueError: bad rank (homework/lora.py, line 2)"
+    )
     assert runtime.describe(raised("raise NotImplementedError()\n", tmp_path / "a.py"), start) == "not implemented"
     assert runtime.describe(SystemExit(3), start) == "called sys.exit(3)"
     assert runtime.describe(MemoryError(), start) == "ran out of memory (the limit is 2 GB)"

@@ -43,7 +43,9 @@ def test_an_answer_holds_just_the_tensors_its_contract_names():
 
 def test_a_load_answer_carries_the_models_tensors_views_with_their_whole_storage():
     whole = torch.arange(10.0)
-    answer = answer_to(Request(Ask.LOAD, {"path": "p", "seed": 0, "send": True}), {"names": ["w", "v"], "trainable": []}, {"w": whole, "v": whole[2:4]})
+    answer = answer_to(
+        Request(Ask.LOAD, {"path": "p", "seed": 0, "send": True}), {"names": ["w", "v"], "trainable": []}, {"w": whole, "v": whole[2:4]}
+    )
     assert answer.tensors["v"].untyped_storage().nbytes() == 40 and answer.tensors["v"].tolist() == [2.0, 3.0]
     with pytest.raises(BadAnswer, match="no valid 'names'"):
         answer_to(Request(Ask.LOAD, {"path": "p", "seed": 0, "send": False}), {"names": "w", "trainable": []})
@@ -59,7 +61,9 @@ def test_only_plain_cpu_tensors_are_taken():
 def test_an_error_answer_stops_the_part_with_the_submissions_reason_on_one_line():
     with pytest.raises(PartStopped) as stopped:
         answer_to(Request(Ask.TRAINED), {"error": "not\nimplemented\x1b[31m" + "x" * 1000})
-    assert stopped.value.stop == Stop.RAISED and stopped.value.reason.startswith("not implemented [31m") and len(stopped.value.reason) == 300
+    assert (
+        stopped.value.stop == Stop.RAISED and stopped.value.reason.startswith("not implemented [31m") and len(stopped.value.reason) == 300
+    )
 
 
 def test_reasons_are_one_printable_line_of_limited_length():

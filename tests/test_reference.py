@@ -11,8 +11,16 @@ from grader import reference, trusted
 from grader.grade import grade
 from grader.parts import PARTS
 from grader.reference import (
-    BIGNET_LINEARS, SecretDraws, checkpoint_path, error_scales, first_departing_layer, output_limits, reference_error, reference_model,
-    training_data, write_decoy,
+    BIGNET_LINEARS,
+    SecretDraws,
+    checkpoint_path,
+    error_scales,
+    first_departing_layer,
+    output_limits,
+    reference_error,
+    reference_model,
+    training_data,
+    write_decoy,
 )  # fmt: skip
 from grader.report import render
 from grader.suite import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs, load_suite
@@ -72,7 +80,10 @@ def layers_of(model: torch.nn.Module, x: torch.Tensor) -> dict:
     """What the grader asks a part's process for (part_runtime.Session.layers), computed here."""
     captured = {}
     modules = dict(model.named_modules())
-    hooks = [modules[name].register_forward_hook(lambda m, i, o, name=name: captured.update({f"{name} in": i[0], f"{name} out": o})) for name in BIGNET_LINEARS]
+    hooks = [
+        modules[name].register_forward_hook(lambda m, i, o, name=name: captured.update({f"{name} in": i[0], f"{name} out": o}))
+        for name in BIGNET_LINEARS
+    ]
     with torch.no_grad():
         model(x)
     for hook in hooks:
@@ -98,10 +109,17 @@ def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path,
     monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
     default, heavy, small = Checkpoint(SECRET[0], secret=True), Checkpoint(SECRET[1], "heavy_tailed", secret=True), Inputs(SECRET[2], 64)
     checkpoints = [{"seed": c.seed, "family": c.family} for c in (default, heavy)]
-    hidden = write_json(tmp_path / "hidden.json", {"checkpoints": checkpoints, "inputs": [{"seed": SECRET[3]}, vars(small)], "train_seeds": [SECRET[2], SECRET[3]]})
+    hidden = write_json(
+        tmp_path / "hidden.json",
+        {"checkpoints": checkpoints, "inputs": [{"seed": SECRET[3]}, vars(small)], "train_seeds": [SECRET[2], SECRET[3]]},
+    )
     suite = load_suite(hidden)
     loaded = []
-    monkeypatch.setattr(reference.trusted, "load_reference", lambda scheme, path, load=reference.trusted.load_reference: loaded.append(path) or load(scheme, path))
+    monkeypatch.setattr(
+        reference.trusted,
+        "load_reference",
+        lambda scheme, path, load=reference.trusted.load_reference: loaded.append(path) or load(scheme, path),
+    )
     reference.reference_model.cache_clear()
     limits = output_limits(FOUR_BIT, suite)
     assert len(loaded) == 3  # once per checkpoint (the public one for the scale), not once per case

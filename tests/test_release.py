@@ -37,8 +37,8 @@ def test_the_reference_marks_what_students_write():
 
 
 def test_a_region_becomes_a_raise_in_a_function_and_a_comment_at_module_level():
-    text = "import torch\n# BEGIN SOLUTION: the layer\nclass A:\n    pass\n# END SOLUTION\n\n\ndef f():\n    # BEGIN SOLUTION: say \"hi\"\n    return 1\n    # END SOLUTION\n"
-    assert starter_text(text) == "import torch\n# TODO: the layer\n\n\ndef f():\n    raise NotImplementedError(\"say \\\"hi\\\"\")\n"
+    text = 'import torch\n# BEGIN SOLUTION: the layer\nclass A:\n    pass\n# END SOLUTION\n\n\ndef f():\n    # BEGIN SOLUTION: say "hi"\n    return 1\n    # END SOLUTION\n'
+    assert starter_text(text) == 'import torch\n# TODO: the layer\n\n\ndef f():\n    raise NotImplementedError("say \\"hi\\"")\n'
     assert strip_markers(text) == "import torch\nclass A:\n    pass\n\n\ndef f():\n    return 1\n"
     markdown = "a\n<!-- BEGIN SOLUTION: for students -->\nfor staff\n<!-- END SOLUTION -->\n<!-- BEGIN SOLUTION -->\nstaff only\n<!-- END SOLUTION -->\nb\r\n"
     assert starter_text(markdown) == "a\nfor students\nb\r\n"
@@ -49,7 +49,10 @@ def test_a_region_becomes_a_raise_in_a_function_and_a_comment_at_module_level():
     [
         ("# BEGIN SOLUTION: a\nx = 1\n", "line 1: BEGIN SOLUTION is never closed"),
         ("x = 1\n# END SOLUTION\n", "line 2: END SOLUTION without a BEGIN SOLUTION"),
-        ("# BEGIN SOLUTION: a\n# BEGIN SOLUTION: b\n# END SOLUTION\n# END SOLUTION\n", "line 2: BEGIN SOLUTION inside the region opened on line 1"),
+        (
+            "# BEGIN SOLUTION: a\n# BEGIN SOLUTION: b\n# END SOLUTION\n# END SOLUTION\n",
+            "line 2: BEGIN SOLUTION inside the region opened on line 1",
+        ),
         ("def f():\n    #BEGIN SOLUTION a\n    return 1\n", "line 2: a malformed marker"),
         ("def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\n", "line 2: a Python region needs a hint"),
     ],

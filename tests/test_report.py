@@ -14,8 +14,18 @@ BY_NAME = {part.name: part for part in PARTS}
 
 
 def report() -> Report:
-    half = PartResult(BY_NAME["half_precision"], [Case("output", Kind.OUTPUT, 10, 10, "max abs diff 0.0003 <= 0.002"), Case("memory", Kind.MEMORY, 10, 0, "memory 72.11 MB > 40.00 MB")])
-    extra = PartResult(BY_NAME["lower_precision"], [Case("output", Kind.OUTPUT, 2, 2, "ok"), Case("memory", Kind.MEMORY, 3, 0, "too big")], figures={"memory": 9 * 2**20, "mean_diff": 0.03, "max_diff": 0.2})
+    half = PartResult(
+        BY_NAME["half_precision"],
+        [
+            Case("output", Kind.OUTPUT, 10, 10, "max abs diff 0.0003 <= 0.002"),
+            Case("memory", Kind.MEMORY, 10, 0, "memory 72.11 MB > 40.00 MB"),
+        ],
+    )
+    extra = PartResult(
+        BY_NAME["lower_precision"],
+        [Case("output", Kind.OUTPUT, 2, 2, "ok"), Case("memory", Kind.MEMORY, 3, 0, "too big")],
+        figures={"memory": 9 * 2**20, "mean_diff": 0.03, "max_diff": 0.2},
+    )
     stopped = PartResult(BY_NAME["lora"], [Case("output", Kind.OUTPUT, 10)], stop=Stop.TIMEOUT, reason="ran past 300 s of CPU time")
     return Report("homework", [half, extra, stopped], seconds=12, sandbox={"Landlock": "ABI 7"})
 
@@ -26,7 +36,9 @@ def test_the_text_report_has_a_line_per_part_and_with_v_one_per_case():
     assert "ran past 300 s of CPU time" in plain[4]
     assert plain[-1].startswith("Total") and "+ 0 / 5 extra credit" in plain[-1]
     assert any("memory 72.11 MB > 40.00 MB" in line for line in verbose) and verbose[-1] == "Sandbox: Landlock: ABI 7"
-    assert not any("    output" in line for line in verbose[verbose.index(next(line for line in verbose if line.startswith("LoRA"))):])  # a stopped part lists no cases
+    assert not any(
+        "    output" in line for line in verbose[verbose.index(next(line for line in verbose if line.startswith("LoRA"))) :]
+    )  # a stopped part lists no cases
 
 
 def test_an_extra_credit_part_is_all_or_nothing_in_results_json():

@@ -30,11 +30,7 @@ def rejection(zip_path, dest):
 
 
 def extracted(package_dir):
-    return {
-        path.relative_to(package_dir.parent).as_posix(): path.read_bytes()
-        for path in package_dir.rglob("*")
-        if path.is_file()
-    }
+    return {path.relative_to(package_dir.parent).as_posix(): path.read_bytes() for path in package_dir.rglob("*") if path.is_file()}
 
 
 def test_extracts_the_package(tmp_path):
@@ -68,8 +64,14 @@ def test_tolerates_one_wrapper_folder_and_extracts_only_the_package(tmp_path):
         ("C:/evil.py", "entry 'C:/evil.py' is an absolute path; zip paths must be relative"),
         ("..\\evil.py", "entry '..\\\\evil.py' contains a backslash; use '/' in zip paths"),
         (special("homework/evil.py", stat.S_IFLNK | 0o777), "entry 'homework/evil.py' is a symbolic link; only plain files are allowed"),
-        (special("homework/evil.py", stat.S_IFCHR | 0o666), "entry 'homework/evil.py' is a device, pipe or socket; only plain files are allowed"),
-        (special("homework/evil.py", stat.S_IFIFO | 0o666), "entry 'homework/evil.py' is a device, pipe or socket; only plain files are allowed"),
+        (
+            special("homework/evil.py", stat.S_IFCHR | 0o666),
+            "entry 'homework/evil.py' is a device, pipe or socket; only plain files are allowed",
+        ),
+        (
+            special("homework/evil.py", stat.S_IFIFO | 0o666),
+            "entry 'homework/evil.py' is a device, pipe or socket; only plain files are allowed",
+        ),
     ],
 )
 def test_rejects_unsafe_entries_before_writing_anything(tmp_path, entry, message):

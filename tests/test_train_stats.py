@@ -3,7 +3,6 @@
 import pytest
 
 from homework.train_stats import training_stats
-
 from tests.helpers import run_tool
 
 
@@ -35,7 +34,9 @@ def test_full_rank_fine_tuning_in_under_half_of_adamws_peak(optimizer, bignet_ad
 
 
 def test_train_stats_cli(tmp_path, checkpoint_path):
-    result = run_tool("homework.train_stats", "lora", "qlora", "--optimizer", "adamw8bit", "--device", "cpu", "--batch-size", "8", cwd=tmp_path)
+    result = run_tool(
+        "homework.train_stats", "lora", "qlora", "--optimizer", "adamw8bit", "--device", "cpu", "--batch-size", "8", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "one training step with adamw8bit, batch of 8" and lines[1].split() == ["lora", "qlora"]

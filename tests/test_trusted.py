@@ -17,6 +17,8 @@ def test_the_grader_imports_its_own_package_under_a_private_name():
 def test_what_the_grader_takes_from_the_homework(tmp_path):
     assert trusted.weight_families() == checkpoint.FAMILIES and trusted.default_checkpoint_path() == checkpoint.DEFAULT_PATH
     path = trusted.make_checkpoint(tmp_path / "c.pth", 1, "heavy_tailed")
-    assert checkpoint.fingerprint(checkpoint.read(path)) == checkpoint.fingerprint(checkpoint.make_state_dict(trusted.bignet(), 1, "heavy_tailed"))
+    assert checkpoint.fingerprint(checkpoint.read(path)) == checkpoint.fingerprint(
+        checkpoint.make_state_dict(trusted.bignet(), 1, "heavy_tailed")
+    )
     with torch.no_grad():
         assert trusted.load_reference("half_precision", path)(trusted.random_inputs(4, 0)).shape == (4, 1024)

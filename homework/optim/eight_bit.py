@@ -69,4 +69,6 @@ class AdamW8bit(AdamW):
 
     def state_bytes(self, param, group):
         blocks = -(-param.numel() // BLOCK_SIZE)
-        return 2 * (blocks * BLOCK_SIZE + blocks * 4)  # two moments: a byte per value (padded to whole blocks) and a float32 scale per block
+        return 2 * (
+            blocks * BLOCK_SIZE + blocks * 4
+        )  # two moments: a byte per value (padded to whole blocks) and a float32 scale per block

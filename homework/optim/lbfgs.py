@@ -46,16 +46,23 @@ class LBFGS(torch.optim.Optimizer):
     last_move, the gradient and step of the last iteration, from which the next pair is made.
     """
 
-    def __init__(self, params, lr=1.0, max_iter=20, history_size=10, tolerance_grad=1e-7, tolerance_change=1e-9,
-                 line_search="backtracking"):
+    def __init__(
+        self, params, lr=1.0, max_iter=20, history_size=10, tolerance_grad=1e-7, tolerance_change=1e-9, line_search="backtracking"
+    ):
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr}")
         if max_iter < 1 or history_size < 1:
             raise ValueError(f"max_iter and history_size must be at least 1, got {max_iter} and {history_size}")
         if line_search not in (None, "backtracking"):
             raise ValueError(f"line_search must be 'backtracking' or None, got {line_search!r}")
-        defaults = dict(lr=lr, max_iter=max_iter, history_size=history_size, tolerance_grad=tolerance_grad,
-                        tolerance_change=tolerance_change, line_search=line_search)
+        defaults = dict(
+            lr=lr,
+            max_iter=max_iter,
+            history_size=history_size,
+            tolerance_grad=tolerance_grad,
+            tolerance_change=tolerance_change,
+            line_search=line_search,
+        )
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS optimizes all parameters as one vector: it takes a single parameter group")
@@ -65,8 +72,10 @@ class LBFGS(torch.optim.Optimizer):
     def step(self, closure=None):
         """Up to max_iter L-BFGS iterations; returns the loss at the start, as torch.optim.LBFGS does."""
         if closure is None:
-            raise ValueError("LBFGS.step needs a closure that recomputes the loss: closure(backward=True) "
-                             "also runs loss.backward(), closure(backward=False) only returns the loss")
+            raise ValueError(
+                "LBFGS.step needs a closure that recomputes the loss: closure(backward=True) "
+                "also runs loss.backward(), closure(backward=False) only returns the loss"
+            )
         group = self.param_groups[0]
         state = self._global_state()
 
@@ -113,8 +122,9 @@ class LBFGS(torch.optim.Optimizer):
         # torch.optim keeps state per parameter, but L-BFGS's is global: it lives under the first
         # parameter, so state_dict() and load_state_dict() carry it (and cast it to its device).
         state = self.state[self._params[0]]
-        defaults = dict(n_iter=0, func_evals=0, s_history=[], y_history=[], rho_history=[], hessian_scale=1.0,
-                        last_grad=None, last_move=None)
+        defaults = dict(
+            n_iter=0, func_evals=0, s_history=[], y_history=[], rho_history=[], hessian_scale=1.0, last_grad=None, last_move=None
+        )
         for key, value in defaults.items():
             state.setdefault(key, value)
         return state
@@ -184,5 +194,5 @@ class LBFGS(torch.optim.Optimizer):
         """x += step_size * direction, the flat direction cut back into the parameters' shapes."""
         offset = 0
         for p in self._params:
-            p.add_(direction[offset:offset + p.numel()].view_as(p), alpha=step_size)
+            p.add_(direction[offset : offset + p.numel()].view_as(p), alpha=step_size)
             offset += p.numel()

@@ -36,7 +36,9 @@ from .functional import AdamSettings, AdamW, adam_direction, adam_init, settings
 GROWTH_LIMIT = 1.01  # Fira's gamma: the residual term's norm may grow by at most 1 % a step
 
 
-def divide_params(model: torch.nn.Module, target_modules_list=("",), rank: int = 8, update_proj_gap: int = 200, alpha: float = 1.0, proj_type: str = "std") -> list[dict]:
+def divide_params(
+    model: torch.nn.Module, target_modules_list=("",), rank: int = 8, update_proj_gap: int = 200, alpha: float = 1.0, proj_type: str = "std"
+) -> list[dict]:
     """
     Parameter groups, as `fira.divide_params` makes them: the trainable weights of the Linear
     layers whose names contain one of `target_modules_list` (all of them by default) and whose
@@ -56,7 +58,10 @@ def divide_params(model: torch.nn.Module, target_modules_list=("",), rank: int =
         and min(module.weight.shape) > rank
     ]
     regular = [p for p in model.parameters() if p.requires_grad and not any(p is q for q in projected)]
-    return [{"params": regular}, {"params": projected, "rank": rank, "update_proj_gap": update_proj_gap, "alpha": alpha, "proj_type": proj_type}]
+    return [
+        {"params": regular},
+        {"params": projected, "rank": rank, "update_proj_gap": update_proj_gap, "alpha": alpha, "proj_type": proj_type},
+    ]
 
 
 def projection_side(shape: torch.Size, proj_type: str = "std") -> str:
@@ -133,7 +138,9 @@ class FiraAdamW(GaLoreAdamW):
         residual = grad - project_back(low_rank, state["basis"], side)
         # How much Adam scaled the gradient, per row (or column): measured along the rank dimension.
         rank_dim = 1 if side == "right" else 0
-        ratio = torch.linalg.vector_norm(direction, dim=rank_dim, keepdim=True) / (torch.linalg.vector_norm(low_rank, dim=rank_dim, keepdim=True) + 1e-8)
+        ratio = torch.linalg.vector_norm(direction, dim=rank_dim, keepdim=True) / (
+            torch.linalg.vector_norm(low_rank, dim=rank_dim, keepdim=True) + 1e-8
+        )
         scaled = residual.mul_(ratio)
         # The limiter compares norms without Adam's bias correction, which by itself changes the
         # step's size from one step to the next (by up to 25 % early on), as the fira package does.

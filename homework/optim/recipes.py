@@ -74,7 +74,7 @@ def parameter_groups(model: torch.nn.Module, rules: dict) -> list[dict]:
     for module_name, module in model.named_modules():
         for name, param in module.named_parameters(prefix=module_name, recurse=False):
             for match, group in groups.items():
-                if (isinstance(module, match) if isinstance(match, type) else match in name):
+                if isinstance(module, match) if isinstance(match, type) else match in name:
                     group["params"].append(param)
                     break
     return [group for group in groups.values() if group["params"]]
@@ -93,7 +93,9 @@ def step_in_backward(optimizer: ParameterwiseOptimizer) -> list:
     Returns the hooks' handles: `handle.remove()` undoes it.
     """
     if not isinstance(optimizer, ParameterwiseOptimizer):
-        raise NotParameterwise(f"stepping in backward needs an optimizer that updates one parameter at a time, not {type(optimizer).__name__}")
+        raise NotParameterwise(
+            f"stepping in backward needs an optimizer that updates one parameter at a time, not {type(optimizer).__name__}"
+        )
 
     def hook_for(group):
         @torch.no_grad()
@@ -103,4 +105,9 @@ def step_in_backward(optimizer: ParameterwiseOptimizer) -> list:
 
         return hook
 
-    return [param.register_post_accumulate_grad_hook(hook_for(group)) for group in optimizer.param_groups for param in group["params"] if param.requires_grad]
+    return [
+        param.register_post_accumulate_grad_hook(hook_for(group))
+        for group in optimizer.param_groups
+        for param in group["params"]
+        if param.requires_grad
+    ]

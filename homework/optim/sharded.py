@@ -145,7 +145,9 @@ def _free_port() -> int:
 def _report(sharded: TrainingRun, single: TrainingRun) -> None:
     for rank, (measured, theoretical) in enumerate(zip(sharded.measured_state_bytes, sharded.theoretical_state_bytes)):
         print(f"rank {rank}: optimizer state {measured / MB:.2f} MB measured, {theoretical / MB:.2f} MB theoretical")
-    print(f"single process: optimizer state {single.measured_state_bytes[0] / MB:.2f} MB measured, {single.theoretical_state_bytes[0] / MB:.2f} MB theoretical")
+    print(
+        f"single process: optimizer state {single.measured_state_bytes[0] / MB:.2f} MB measured, {single.theoretical_state_bytes[0] / MB:.2f} MB theoretical"
+    )
     print(f"max abs weight difference, sharded vs single process: {max_abs_difference(sharded.state_dict, single.state_dict):.3g}")
 
 
@@ -157,12 +159,19 @@ def main(processes: int | None = None, steps: int = 5, batch_size: int = 64, lr:
     """
     from ..cli import UsageError, check_float, check_int  # here, not above: the optimizer library needs no command line
 
-    steps, batch_size, lr, seed = check_int("steps", steps, minimum=1), check_int("batch_size", batch_size, minimum=1), check_float("lr", lr, above=0), check_int("seed", seed, minimum=0)
+    steps, batch_size, lr, seed = (
+        check_int("steps", steps, minimum=1),
+        check_int("batch_size", batch_size, minimum=1),
+        check_float("lr", lr, above=0),
+        check_int("seed", seed, minimum=0),
+    )
     started_by_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
     world_size = int(os.environ["WORLD_SIZE"]) if started_by_torchrun else 2
     processes = world_size if processes is None else check_int("processes", processes, minimum=1)
     if started_by_torchrun and processes != world_size:
-        raise UsageError(f"--processes is {processes}, but torchrun started {world_size}: give torchrun --nproc-per-node {processes} instead")
+        raise UsageError(
+            f"--processes is {processes}, but torchrun started {world_size}: give torchrun --nproc-per-node {processes} instead"
+        )
     try:
         check_divisible(batch_size, processes)
     except ValueError as e:
