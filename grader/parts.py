@@ -48,51 +48,24 @@ class Part:
         return sum(self.points.values())
 
 
+# fmt: off
+# One row a part, as a table reads: the formatter leaves it so.
 PARTS = (
     # Reference: max diff 0.00032 (the handout's tolerance is 0.002); 36.07 MB. One float32 layer more is 40.07 MB.
     Part("half_precision", "Half precision", {Kind.OUTPUT: 10, Kind.MEMORY: 10}, 40 * MB, 0.002, None, "half_precision", cpu_seconds=3),
     # Reference: the half-precision outputs at load (B starts at zero); 40.57 MB. Up to 10 MB of adapters.
     # Fewer than 2 M trainable parameters, as the course's grader requires: rank 53 at most on all 18 layers.
-    Part(
-        "lora",
-        "LoRA",
-        {Kind.OUTPUT: 10, Kind.MEMORY: 5, Kind.ADAPTERS: 5, Kind.TRAINING: 10},
-        50 * MB,
-        0.002,
-        None,
-        "half_precision",
-        cpu_seconds=7,
-        max_trainable=2_000_000,
-    ),
+    Part("lora", "LoRA", {Kind.OUTPUT: 10, Kind.MEMORY: 5, Kind.ADAPTERS: 5, Kind.TRAINING: 10}, 50 * MB, 0.002, None, "half_precision", cpu_seconds=7, max_trainable=2_000_000),
     # Reference: mean diff 0.0197, max 0.109 (2.5x and 2.8x margins; a swapped nibble order gives 0.22 and 1.2); 11.36 MB.
     # Codes unpacked to one per byte take 19.3 MB.
     Part("low_precision", "4-bit", {Kind.OUTPUT: 10, Kind.MEMORY: 10}, 15 * MB, 0.3, 0.05, "low_precision", cpu_seconds=3),
     # Reference: the 4-bit outputs at load; 15.86 MB. The 4-bit limit plus 10 MB of adapters, as for LoRA.
     # Fewer than 1.5 M trainable parameters, as the course's grader requires: rank 40 at most.
-    Part(
-        "qlora",
-        "QLoRA",
-        {Kind.OUTPUT: 10, Kind.MEMORY: 5, Kind.ADAPTERS: 5, Kind.TRAINING: 10},
-        25 * MB,
-        0.3,
-        0.05,
-        "low_precision",
-        cpu_seconds=7,
-        max_trainable=1_500_000,
-    ),
+    Part("qlora", "QLoRA", {Kind.OUTPUT: 10, Kind.MEMORY: 5, Kind.ADAPTERS: 5, Kind.TRAINING: 10}, 25 * MB, 0.3, 0.05, "low_precision", cpu_seconds=7, max_trainable=1_500_000),
     # Reference: mean diff 0.0279, max 0.168; 8.99 MB (9,429,064 bytes, trellis-coded). The limits are the handout's.
-    Part(
-        "lower_precision",
-        "Lower precision (extra credit)",
-        {Kind.OUTPUT: 2, Kind.MEMORY: 3},
-        9 * MB,
-        0.5,
-        0.1,
-        "lower_precision",
-        cpu_seconds=8,
-        extra_credit=True,
-    ),
+    Part("lower_precision", "Lower precision (extra credit)", {Kind.OUTPUT: 2, Kind.MEMORY: 3}, 9 * MB, 0.5, 0.1, "lower_precision", cpu_seconds=8, extra_credit=True),
 )
+# fmt: on
 PART_NAMES = tuple(part.name for part in PARTS)
 
 # LoRA adapters: trainable, float32, at least rank 1 on all 18 layers, and under each part's max_trainable.
