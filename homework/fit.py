@@ -40,9 +40,14 @@ def fit(
     seen. Stops early once accuracy reaches `stop_at`. `micro_batches` > 1 accumulates each batch's
     gradients in that many pieces; `average`, an EMA of the model, is updated after each step.
     """
+    # Each step's accuracy comes from the forward passes its loss needs anyway, not from one more: every
+    # evaluation of the loss adds its pieces' shares of the batch's accuracy here.
+    shares = []
 
     def loss_of(inputs, targets):
-        return torch.nn.functional.cross_entropy(head(model(inputs)), targets)
+        logits = head(model(inputs))
+        shares.append((logits.argmax(dim=1) == targets).float().mean().item() * len(inputs) / len(x))
+        return torch.nn.functional.cross_entropy(logits, targets)
 
     def closure(backward=True):
         # torchzero's convention: a line search asks for the loss alone with backward=False.
@@ -54,10 +59,12 @@ def fit(
 
     best = 0.0
     for step in range(1, steps + 1):
-        before = accuracy(model, head, x, labels)  # of the weights this step starts from
+        shares.clear()
         loss = optimizer.step(closure)
         if average:
             average.update()
+        # The accuracy of the weights the step started from: its first evaluation's (L-BFGS evaluates several times).
+        before = sum(shares[:micro_batches])
         best = max(best, before)
         log(f"step {step:3d}  loss {float(loss):.4f}  accuracy {before:.3f}")
         if stop_at is not None and before >= stop_at:
