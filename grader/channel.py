@@ -10,9 +10,9 @@ import os
 import queue
 import threading
 
-from .protocol import MAX_HEADER, MAX_PAYLOAD, binary_mode, take_message
+from .protocol import MAX_LINE, MAX_PAYLOAD, binary_mode, take_message
 
-UNREAD_LIMIT = MAX_HEADER + MAX_PAYLOAD + 2**20  # more than any message may be: the reader waits until it is taken
+UNREAD_LIMIT = MAX_LINE + MAX_PAYLOAD + 2**20  # more than any message may be: the reader waits until it is taken
 
 
 class Channel:

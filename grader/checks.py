@@ -8,15 +8,7 @@ import math
 import torch
 
 from .parts import DRAW_SPREAD, MIN_TRAINABLE, TRAINING, Part, mb
-
-
-def stored_bytes(tensors: dict) -> int:
-    """What `tensors` hold, counted by storage: a view counts its whole storage, and a storage shared by several tensors once."""
-    storages = {}
-    for tensor in tensors.values():
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr(), storage.nbytes()] = storage.nbytes()
-    return sum(storages.values())
+from .wire import DTYPES
 
 
 def check_output(y: torch.Tensor, reference: torch.Tensor, max_limit: float, mean_limit: float | None) -> tuple[bool, str, dict]:
@@ -44,9 +36,10 @@ def check_memory(part: Part, memory: int) -> tuple[bool, str]:
     return at_most("memory", memory, part.memory_limit, mb)
 
 
-def check_adapters(part: Part, tensors: dict, trainable: list[str]) -> tuple[bool, str]:
-    count = sum(tensors[name].numel() for name in trainable)
-    dtypes = sorted({str(tensors[name].dtype).removeprefix("torch.") for name in trainable})
+def check_adapters(part: Part, specs: dict, trainable: list[str]) -> tuple[bool, str]:
+    """`specs`: the model's tensors' dtypes and shapes (wire.Spec), by name."""
+    count = sum(specs[name].numel for name in trainable)
+    dtypes = sorted({str(DTYPES[specs[name].dtype]).removeprefix("torch.") for name in trainable})
     checks = [
         fewer_than("trainable parameters", count, part.max_trainable, millions, why=" (the course's grader's cap)"),
         at_least("trainable parameters", count, MIN_TRAINABLE, millions),
@@ -83,16 +76,6 @@ def loss_gradient(features: torch.Tensor, head: torch.nn.Linear, labels: torch.T
     features = features.detach().float().requires_grad_()
     loss = torch.nn.functional.cross_entropy(head(features), labels)
     return torch.autograd.grad(loss, features)[0]
-
-
-def trained_fail(trained: dict, tensors: dict, trainable: list[str]) -> str:
-    """Why `trained` is not the model's trainable parameters, as its load made them ("" if it is)."""
-    for name, tensor in trained.items():
-        if name not in trainable or tensor.shape != tensors[name].shape or tensor.dtype != tensors[name].dtype:
-            return f"its trained tensor {name[:60]!r} is not one of the model's trainable parameters"
-    if trained.keys() != set(trainable):
-        return "its trained tensors are not all of the model's trainable parameters"
-    return ""
 
 
 def time_warning(products, used: float, limit: float) -> str:

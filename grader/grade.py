@@ -6,12 +6,14 @@ process computes the references meanwhile, asks one request at a time (protocol.
 the answers (checks.py).
 
 Load in one process, answer in another. A loading process calls the part's load() on its own copy of
-a checkpoint and answers with every parameter and buffer of the model, by name; then it is ended,
-and nothing of it survives (it could write no file, start no process). An answering process calls
-load() on a decoy (the same names and shapes, values from a secret drawn for this run), gets the
-loaded tensors in place of its own, and only then sees inputs. So no process that sees an input ever
-held the float32 weights, and the memory that scores is what this process counts in the tensors it
-received: what load() kept elsewhere (a plain attribute, a Python number) never reaches an answer.
+a checkpoint and answers with every parameter and buffer of the model, by name, as named bytes
+(wire.py); then it is ended, and nothing of it survives (it could write no file, start no process).
+An answering process calls load() on a decoy (the same names and shapes, values from a secret drawn
+for this run), which fixes the model's tensor names, dtypes and trainable flags for every load (Pin),
+gets the loaded tensors in place of its own, and only then sees inputs. So no process that sees an
+input ever held the float32 weights, and the memory that scores is what this process counts in the
+tensors it received, on every load: what load() kept elsewhere (a plain attribute, a Python number)
+never reaches an answer.
 
 A part whose process raises, hangs, crashes, exits, runs out of memory or breaks a rule scores 0,
 with one line saying why; so does one the grader itself fails on. The other parts are graded as usual.
@@ -45,19 +47,18 @@ from .checks import (
     features_fail,
     loss_gradient,
     near_limit,
-    stored_bytes,
     time_warning,
-    trained_fail,
 )  # fmt: skip
 from .confinement import SYSCALLS, landlock_abi
 from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
 from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
-from .protocol import PartStopped, Stop, one_line
+from .protocol import BadAnswer, PartStopped, Stop, one_line, printable
 from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, write_decoy
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
 from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, random_inputs
+from .wire import DTYPES
 
 PROBE = 16  # inputs on which a loading process's model and the answering process's are compared
 
@@ -90,6 +91,7 @@ class Grading:
     """What every part of one grading run shares."""
 
     root: Path  # the grading folder (launch.prepare)
+    kept: Path  # the grading process's own folder, where loaded models wait to be put in place
     suite: Suite
     checkpoints: tuple  # their files, in the order of suite.checkpoints
     references: dict
@@ -138,10 +140,10 @@ def grade(
             "output_cap": OUTPUT_CAP,
             "protections": list(PROTECTIONS),
         }
-        with tempfile.TemporaryDirectory(prefix="grader-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="grader-") as tmp, tempfile.TemporaryDirectory(prefix="grader-kept-") as kept:
             prepare(Path(tmp), package, write_decoy, uids.group)
             start_parts = launcher(Path(tmp))
-            grading = Grading(Path(tmp), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
+            grading = Grading(Path(tmp), Path(kept), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
             order = sorted(selected, key=lambda part: part.cpu_seconds, reverse=True)  # the slowest first: the last to finish is short
             with ThreadPoolExecutor(jobs or min(len(selected), cpu_count())) as pool:
                 try:
@@ -155,6 +157,7 @@ def grade(
     finally:
         uids.close()
     sandbox = {"separate users": uids.note if uids.separate else f"unavailable: {uids.note}"}
+    sandbox.update(dict.fromkeys(PROTECTIONS, "not set up: no part's process got that far"))
     sandbox.update(next((r.protections for r in results.values() if r.protections), {}))
     return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox)
 
@@ -228,8 +231,8 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     budget = Budget(grading.timeout, WALL_FACTOR * grading.timeout)
     processes: list[PartProcess] = []
 
-    def new_process(role: str) -> PartProcess:
-        processes.append(PartProcess(part.name, grading.root, role, budget, grading.uids.take(), grading.launcher, grading.start_fields))
+    def new_process() -> PartProcess:
+        processes.append(PartProcess(part.name, grading.root, budget, grading.uids.take(), grading.launcher, grading.start_fields))
         return processes[-1]
 
     try:
@@ -250,7 +253,8 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     if result.stop:
         for case in result.cases:
             case.score, case.message = 0.0, result.reason
-    result.output = "\n".join(p.output() for p in processes).strip()
+    result.output = printable("\n".join(p.output() for p in processes).strip())
+    result.protections = next((p.protections for p in processes if p.protections), {})
     result.seconds, result.cpu_seconds = time.monotonic() - started, budget.used if budget.measured else None
     warning = result.stop is None and time_warning(result.figures.get("products", {}), budget.used, budget.cpu_limit)
     if warning:
@@ -258,55 +262,108 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
     return result
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loaded:
-    """What a loading process's load() made: every parameter and buffer by name, the trainable ones, and its output on the probe inputs."""
+    """
+    What a loading process's load() made: its tensors' dtypes and shapes (specs), kept as bytes in a
+    file of the grading process's own until they are put in place, never decoded here; which are
+    trainable; a fingerprint of each frozen one; and the model's output on the probe inputs.
+    """
 
-    tensors: dict
+    file: Path
+    specs: dict  # name -> wire.Spec
     trainable: list
+    digests: dict  # frozen tensor's name -> Tensors.digest
     probe: torch.Tensor | None
 
+    @property
+    def nbytes(self) -> int:
+        """The model's memory: each tensor's element count times its element size, which is all it can carry."""
+        return sum(spec.nbytes for spec in self.specs.values())
 
-def load_elsewhere(process: PartProcess, checkpoint: Path, seed: int, grading: Grading, probe: torch.Tensor | None = None) -> Loaded:
+    def payload(self) -> bytes:
+        return self.file.read_bytes()
+
+
+@dataclass(frozen=True)
+class Pin:
+    """
+    What every load of a part must make, whatever the weights: the names and dtypes of the model's
+    tensors, and which are trainable. load() on the decoy sets it, in the first answering process,
+    before any process that answers has seen a loaded tensor: it cannot depend on the weights.
+    """
+
+    dtypes: dict  # name -> safetensors' dtype name
+    trainable: frozenset
+
+
+def load_elsewhere(process: PartProcess, checkpoint: Path, grading: Grading, probe: torch.Tensor | None = None) -> Loaded:
     """
     load() on `checkpoint` in `process`, which is then ended: all that comes out of it is the model's
     tensors, and (with `probe`) its output on those inputs, to tell a model that does not survive the round trip.
     """
     with process:
         required_protections(process.start(), grading)
-        answer = process.load(checkpoint, seed, send=True)
-        if answer.tensors.keys() != set(answer.fields["names"]) or not set(answer.fields["trainable"]) <= answer.tensors.keys():
-            raise PartStopped(Stop.REFUSED, "its answer to load does not hold the tensors it names")
+        answer = process.load(checkpoint, send=True)
+        tensors, trainable = answer.tensors, answer.fields["trainable"]
+        if answer.fields["dtypes"] != tensors.dtypes() or not set(trainable) <= tensors.specs.keys():
+            raise BadAnswer("its answer to load does not hold the tensors it names")
         y = None
         if probe is not None:
             try:
-                y = process.forward(probe).tensors["y"]
+                y = process.forward(probe).tensors.tensor("y")
             except PartStopped as stopped:
                 if stopped.stop != Stop.RAISED:
                     raise
                 # it raised: the answering process will raise too, and say so in the output case
-    return Loaded(answer.tensors, answer.fields["trainable"], y)
+    file = grading.kept / f"{process.folder.name}.safetensors"
+    tensors.save(file)
+    digests = {name: tensors.digest(name) for name in tensors.specs if name not in trainable}
+    return Loaded(file, tensors.specs, trainable, digests, y)
 
 
-def put_in_place(process: PartProcess, loaded: Loaded, names: list) -> None:
-    """The loaded tensors in place of the answering model's, which must be the same by name."""
-    if set(names) != loaded.tensors.keys():
-        only = sorted(set(names) ^ loaded.tensors.keys())[0]
+def answering(process: PartProcess, grading: Grading, pin: Pin | None = None) -> Pin:
+    """Start `process` as an answering one: load() on the decoy, which must make the model `pin` says (if given). Returns its pin."""
+    required_protections(process.start(), grading)
+    answer = process.load(grading.root / "decoy" / "checkpoint.pth", send=False)
+    made = Pin(answer.fields["dtypes"], frozenset(answer.fields["trainable"]))
+    if not made.trainable <= made.dtypes.keys():
+        raise BadAnswer("its answer to load names trainable tensors the model does not have")
+    if pin is not None and made != pin:
+        raise PartStopped(
+            Stop.REFUSED,
+            one_line(f"load() on the same weights builds another model in another process: {pin_differs(made, pin, 'here', 'there')}"),
+        )
+    return made
+
+
+def put_in_place(process: PartProcess, loaded: Loaded, pin: Pin) -> None:
+    """The loaded tensors in place of the answering model's, if they are the ones the pin says."""
+    made = Pin({name: spec.dtype for name, spec in loaded.specs.items()}, frozenset(loaded.trainable))
+    if made != pin:
         raise PartStopped(
             Stop.REFUSED,
             one_line(
-                f"load() builds a model with other parameters and buffers for other weights of the same shapes ({only} is in one and not the other): it must build the same model whatever the weights' values"
+                f"load() builds another model for other weights of the same shapes: {pin_differs(made, pin, 'for these weights', 'for others')};"
+                " it must build tensors of the same names, dtypes and trainable flags whatever the weights' values"
             ),
         )
-    process.replace(loaded.tensors, loaded.trainable)
+    process.replace(loaded.payload(), loaded.trainable)
 
 
-def answer_with(process: PartProcess, loaded: Loaded, seed: int, grading: Grading) -> list:
-    """Start `process` as an answering one: load() on the decoy, then `loaded`'s tensors in place of its model's. Returns their names."""
-    required_protections(process.start(), grading)
-    names = process.load(grading.root / "decoy" / "checkpoint.pth", seed, send=False).fields["names"]
-    put_in_place(process, loaded, names)
-    return names
+def pin_differs(made: Pin, pin: Pin, here: str, there: str) -> str:
+    """The first tensor in which `made` is not what `pin` says, in words: `here` is where `made` was made, `there` the pin."""
+    for name in sorted(made.dtypes.keys() | pin.dtypes.keys()):
+        if name not in pin.dtypes or name not in made.dtypes:
+            return f"{name} is there {here if name in made.dtypes else there} and not {there if name in made.dtypes else here}"
+        if made.dtypes[name] != pin.dtypes[name]:
+            return f"{name} is {dtype_words(made.dtypes[name])} {here} and {dtype_words(pin.dtypes[name])} {there}"
+    name = sorted(made.trainable ^ pin.trainable)[0]
+    return f"{name} is trainable {here if name in made.trainable else there} and not {there if name in made.trainable else here}"
+
+
+def dtype_words(name: str) -> str:
+    return str(DTYPES[name]).removeprefix("torch.")
 
 
 def score_part(result: PartResult, grading: Grading, new_process) -> None:
@@ -321,25 +378,19 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     batches = [random_inputs(inputs.n, inputs.seed) for inputs in suite.inputs]
     probe = batches[0][:PROBE]
     # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
-    loads = [
-        load_elsewhere(new_process(f"load-{c + 1}"), path, 0, grading, probe if c == 0 else None)
-        for c, path in enumerate(grading.checkpoints)
-    ]
-    first_load = loads[0]  # counted below
-    with new_process("answer") as answerer:
-        for c in range(len(loads)):
-            loaded, loads[c] = loads[c], None  # once in place, not kept
-            if c == 0:
-                names = answer_with(answerer, loaded, 0, grading)
-            else:
-                put_in_place(answerer, loaded, names)
+    loads = [load_elsewhere(new_process(), path, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
+    with new_process() as answerer:
+        pin = answering(answerer, grading)
+        for c, loaded in enumerate(loads):
+            put_in_place(answerer, loaded, pin)
+            loaded.file.unlink()  # in place: not needed again
             for i, (inputs, x) in enumerate(zip(suite.inputs, batches)):
                 checkpoint = suite.checkpoints[c]
                 first = c == 0 and i == 0
                 answer = answerer.forward(x, profile=first)  # the first also counts its matrix products by dtype (time_warning)
                 if first:
                     result.figures["products"] = answer.fields["products"]
-                y = answer.tensors["y"]
+                y = answer.tensors.tensor("y")
                 passed, message, diffs = check_output(y, grading.references[checkpoint, inputs], *limits[checkpoint, inputs])
                 award(cases[output_name(suite, c, i)], passed, message)
                 close = diffs and near_limit(diffs, *limits[checkpoint, inputs])
@@ -351,16 +402,17 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                 cases[output_name(suite, 0, 0)].message += departure(answerer, part, suite.checkpoints[0], probe) + round_trip(
                     answerer, loaded, probe
                 )
-    result.protections = answerer.protections
-    result.figures["memory"] = stored_bytes(first_load.tensors)
-    if not first_load.trainable:
+    # Counted on every load, the largest: a load that makes a smaller model for some weights gains nothing.
+    result.figures["memory"] = max(loaded.nbytes for loaded in loads)
+    if not loads[0].trainable:
         result.warnings.append(
             "nothing in the model is trainable: the course's grader measures a backward pass and fails such a model (keep the LayerNorms trainable)"
         )
     output_passed = cases[output_name(suite, 0, 0)].score > 0
+    most_trainable = max(loads, key=lambda loaded: sum(loaded.specs[name].numel for name in loaded.trainable))
     counted = {
         Kind.MEMORY: lambda: check_memory(part, result.figures["memory"]),
-        Kind.ADAPTERS: lambda: check_adapters(part, first_load.tensors, first_load.trainable),
+        Kind.ADAPTERS: lambda: check_adapters(part, most_trainable.specs, most_trainable.trainable),
     }
     for case in result.cases:
         if case.kind in counted:
@@ -369,18 +421,18 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                 case, passed and output_passed, message if output_passed else f"not counted, the output does not match BigNet's ({message})"
             )
     training = [case for case in result.cases if case.kind is Kind.TRAINING]
-    for k, (case, seed) in enumerate(zip(training, suite.train_seeds)):
+    for case, seed in zip(training, suite.train_seeds):
         if not output_passed:
             case.score, case.message = 0.0, "not counted, the output does not match BigNet's"
             continue
-        roles = (f"load-training-{k + 1}", f"training-{k + 1}", f"evaluation-{k + 1}")
-        score_training(case, grading, seed, *map(new_process, roles))
+        score_training(case, grading, seed, pin, loads[0], new_process)
 
 
 def departure(answerer: PartProcess, part: Part, checkpoint, x: torch.Tensor) -> str:
     """Where the answering model departs from BigNet's (reference.first_departing_layer); "" if it cannot say."""
     try:
-        layers = answerer.layers(x, list(BIGNET_LINEARS))
+        answered = answerer.layers(x, list(BIGNET_LINEARS))
+        layers = {name: answered.tensor(name) for name in answered.specs}
     except PartStopped as stopped:
         if stopped.stop != Stop.RAISED:
             raise
@@ -392,7 +444,7 @@ def round_trip(answerer: PartProcess, loaded: Loaded, x: torch.Tensor) -> str:
     """Whether the model load() returned and the one given its parameters and buffers compute the same: "" if they do."""
     if loaded.probe is None:
         return ""
-    y = answerer.forward(x).tensors["y"]
+    y = answerer.forward(x).tensors.tensor("y")
     if y.shape == loaded.probe.shape and torch.equal(y, loaded.probe):
         return ""
     diff = (y.float() - loaded.probe.float()).abs().max().item() if y.shape == loaded.probe.shape else float("nan")
@@ -402,37 +454,41 @@ def round_trip(answerer: PartProcess, loaded: Loaded, x: torch.Tensor) -> str:
     )
 
 
-def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess, trainer: PartProcess, evaluator: PartProcess) -> None:
+def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Loaded, new_process) -> None:
     """
     Train in a process of its own, which gets the inputs and, each step, the gradient of the loss with
-    respect to its features: never the labels or the head, which stay here. The trained tensors then go
-    to a fresh answering process, which answers with features for the inputs in another order; the
-    accuracy is computed here, before and after.
+    respect to its features: never the labels or the head, which stay here. Its model comes from a load
+    of its own, which must be the graded load of the same checkpoint (`graded`) over again. The trained
+    tensors then go to a fresh answering process, which answers with features for the inputs in
+    another order; the accuracy is computed here, before and after.
     """
     x, labels, head = training_data(TRAINING.samples, seed)
-    init = derived_seed(seed, "initialization")  # the adapters' random init; the data's seed stays here
-    loaded = load_elsewhere(loader, grading.checkpoints[0], init, grading)
+    loaded = load_elsewhere(new_process(), grading.checkpoints[0], grading)
+    problem = another_model(loaded, graded)
+    if problem:
+        case.score, case.message = 0.0, problem
+        return
     if not loaded.trainable:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
         return
     order = permutation(len(x), seed, "training order")
-    with trainer:
-        answer_with(trainer, loaded, init, grading)
+    with new_process() as trainer:
+        answering(trainer, grading, pin)
+        put_in_place(trainer, loaded, pin)
         features = trainer.train(x[order], TRAINING.lr)
         steps = 0
         while steps < TRAINING.steps and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING.target:
             features = trainer.step(loss_gradient(features, head, labels[order]))
             steps += 1
-        trained = trainer.trained()
-    problem = trained_fail(trained, loaded.tensors, loaded.trainable)
-    if problem:
-        raise PartStopped(Stop.REFUSED, problem)
+        trained = trainer.trained({name: loaded.specs[name] for name in loaded.trainable})
     order = permutation(len(x), seed, "evaluation order")
-    with evaluator:
-        answer_with(evaluator, loaded, init, grading)
-        before = evaluator.forward(x[order]).tensors["y"]
-        evaluator.replace(trained, list(trained))
-        after = evaluator.forward(x[order]).tensors["y"]
+    with new_process() as evaluator:
+        answering(evaluator, grading, pin)
+        put_in_place(evaluator, loaded, pin)
+        before = evaluator.forward(x[order]).tensors.tensor("y")
+        evaluator.replace(trained.encode(), list(trained.specs))
+        after = evaluator.forward(x[order]).tensors.tensor("y")
+    loaded.file.unlink()
     problem = features_fail(before, x) or features_fail(after, x)
     if problem:
         case.score, case.message = 0.0, problem
@@ -441,6 +497,22 @@ def score_training(case: Case, grading: Grading, seed: int, loader: PartProcess,
         accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
     )
     case.score = round(case.max_score * progress, 2)
+
+
+def another_model(loaded: Loaded, graded: Loaded) -> str:
+    """Why a training run's load is not the graded load of the same checkpoint over again ("" if it is): every shape, and every frozen tensor's bytes."""
+    for name in sorted(graded.specs.keys() | loaded.specs.keys()):
+        spec = graded.specs.get(name)
+        if spec is None or name not in loaded.specs or loaded.specs[name].shape != spec.shape:
+            return one_line(
+                f"not counted: load() made another model for the training run than for grading, on the same weights ({name} differs)"
+            )
+        if name in graded.digests and loaded.digests.get(name) != graded.digests[name]:
+            return one_line(
+                f"not counted: load() made another model for the training run than for grading, on the same weights ({name}, a frozen tensor, has other values):"
+                " it must make the same model from the same weights every time (seed any randomness with torch)"
+            )
+    return ""
 
 
 def permutation(n: int, seed: int, purpose: str) -> torch.Tensor:

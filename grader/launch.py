@@ -12,6 +12,7 @@ files of another, of the same submission or of another graded beside it.
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import site
@@ -26,7 +27,7 @@ from pathlib import Path
 from .parts import GraderError
 
 GRADER_DIR = Path(__file__).resolve().parent
-RUNTIME_FILES = (GRADER_DIR / "part_runtime.py", GRADER_DIR / "protocol.py", GRADER_DIR / "confinement.py")
+RUNTIME_FILES = tuple(GRADER_DIR / name for name in ("part_runtime.py", "protocol.py", "wire.py", "confinement.py"))
 PYTHON_FLAGS = ("-E", "-B", "-X", "utf8")  # no PYTHON* variables, no .pyc files, UTF-8 whatever the locale
 FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536, as containers map them
 # glibc gives an allocation this large pages of its own, which go back to the system when it is freed. By
@@ -70,7 +71,7 @@ class Uids:
     """
 
     def __init__(self):
-        self.next, self.last, self.group, self.lock, self.note = None, None, None, None, ""
+        self.free, self.group, self.lock, self.note = None, None, None, ""
         self.taking = threading.Lock()  # parts side by side take uids
         if not running_as_root():
             self.note = "the grader is not root: parts run as its own user"
@@ -98,24 +99,25 @@ class Uids:
             except BlockingIOError:
                 lock.close()
                 continue
-            self.lock, self.group, self.next, self.last = lock, first, first + 1, first + UIDS_PER_RUN - 1
-            self.note = f"a user of its own for each part's process (uids {first + 1} to {self.last}, in group {first})"
+            self.lock, self.group = lock, first
+            # Taken in no order: a process's uid says nothing of what it is for (a load for a training run, say).
+            self.free = random.SystemRandom().sample(range(first + 1, first + UIDS_PER_RUN), UIDS_PER_RUN - 1)
+            self.note = f"a user of its own for each part's process (uids {first + 1} to {first + UIDS_PER_RUN - 1}, in group {first})"
             return
         raise GraderError(f"all {RUNS} blocks of uids from {FIRST_UID} are in use by graders running now")
 
     @property
     def separate(self) -> bool:
-        return self.next is not None
+        return self.free is not None
 
     def take(self) -> tuple[int, int] | None:
         """(uid, gid) for a part's process: a uid no part's process of this run has had yet, in this run's group (None: the grader's own user)."""
         if not self.separate:
             return None
         with self.taking:
-            if self.next > self.last:
-                raise GraderError(f"a grading run has {UIDS_PER_RUN} part processes at most")
-            uid, self.next = self.next, self.next + 1
-        return uid, self.group
+            if not self.free:
+                raise GraderError(f"a grading run has {UIDS_PER_RUN - 1} part processes at most")
+            return self.free.pop(), self.group
 
     def close(self) -> None:
         if self.lock:

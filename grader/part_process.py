@@ -12,6 +12,7 @@ submission, and one checkpoint (its own copy, for a loading process; the decoy, 
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import threading
@@ -22,7 +23,8 @@ import torch
 
 from .channel import Channel
 from .launch import share
-from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, one_line
+from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, Bound, Expect, PartStopped, Request, Stop, check_answer, one_line
+from .wire import FLOATS, Tensors
 
 POLL_SECONDS = 0.05
 PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a part's process sets up (part_runtime.confine)
@@ -85,12 +87,13 @@ class Budget:
 class PartProcess:
     """One part's process. Use as a context manager: it is killed on the way out, whatever happened."""
 
-    def __init__(self, part: str, root: Path, role: str, budget: Budget, user: tuple | None, launcher, start_fields: dict):
+    def __init__(self, part: str, root: Path, budget: Budget, user: tuple | None, launcher, start_fields: dict):
         """`user`: (uid, gid) to run as, or None for the grader's own."""
         self.part, self.budget, self.launcher, self.start_fields = part, budget, launcher, start_fields
         self.uid, self.gid = user or (None, None)
         self.root = root = Path(os.path.realpath(root))  # as /proc names it
-        self.folder = root / f"{part}-{role}"
+        # A name that says nothing of what the process is for: a load for a training run looks like any other.
+        self.folder = root / f"{part}-{secrets.token_hex(6)}"
         self.home, self.inbox, self.log = self.folder / "home", self.folder / "load", self.folder / "output.txt"
         for folder in (self.folder, self.home, self.inbox):
             folder.mkdir()
@@ -168,10 +171,10 @@ class PartProcess:
                 Stop.GRADER_FAILED, one_line(f"a part's process could not start: {printed[-1] if printed else e.reason}")
             ) from None
         self.budget.ready(self.pid)
-        self.protections = protections
-        return protections
+        self.protections = {one_line(name): one_line(what) for name, what in protections.items()}
+        return self.protections
 
-    def load(self, checkpoint: Path, seed: int, send: bool) -> Answer:
+    def load(self, checkpoint: Path, send: bool) -> Answer:
         """homework.<part>.load() on `checkpoint` (a private copy of it, if `send`: the loading process answers with the model's tensors)."""
         path = checkpoint
         if send:
@@ -180,25 +183,30 @@ class PartProcess:
             if self.uid is not None:
                 os.chown(path, self.uid, self.uid)
             path.chmod(0o400)
-        return self.ask(Request(Ask.LOAD, {"path": str(path), "seed": seed, "send": send}))
+        return self.ask(Request(Ask.LOAD, {"path": str(path), "send": send}, expect=Expect(model=send)))
 
-    def replace(self, tensors: dict, trainable: list[str]) -> None:
+    def replace(self, tensors: bytes, trainable: list[str]) -> None:
+        """The model's tensors, as a payload a load answered with (wire.Tensors.encode)."""
         self.ask(Request(Ask.REPLACE, {"trainable": trainable}, tensors))
 
     def forward(self, x: torch.Tensor, profile: bool = False) -> Answer:
-        return self.ask(Request(Ask.FORWARD, {"profile": profile}, {"x": x}))
+        return self.ask(Request(Ask.FORWARD, {"profile": profile}, {"x": x}, Expect({"y": Bound(elements=x.numel())})))
 
-    def layers(self, x: torch.Tensor, names: list[str]) -> dict:
-        return self.ask(Request(Ask.LAYERS, {"names": names}, {"x": x})).tensors
+    def layers(self, x: torch.Tensor, names: list[str]) -> Tensors:
+        """What goes in and out of each module named (as "NAME in", "NAME out"), where it is a float tensor of x's shape."""
+        ends = {f"{name} {end}": Bound(shape=tuple(x.shape), dtypes=FLOATS) for name in names for end in ("in", "out")}
+        return self.ask(Request(Ask.LAYERS, {"names": names}, {"x": x}, Expect(ends, some=True))).tensors
 
     def train(self, x: torch.Tensor, lr: float) -> torch.Tensor:
-        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x})).tensors["features"]
+        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x}, features(x))).tensors.tensor("features")
 
     def step(self, gradient: torch.Tensor) -> torch.Tensor:
-        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient})).tensors["features"]
+        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient}, expect=features(gradient))).tensors.tensor("features")
 
-    def trained(self) -> dict:
-        return self.ask(Request(Ask.TRAINED)).tensors
+    def trained(self, specs: dict) -> Tensors:
+        """The trainable parameters, each of the dtype and shape its load made it (`specs`: {name: wire.Spec})."""
+        expect = Expect({name: Bound(shape=spec.shape, dtypes=frozenset({spec.dtype})) for name, spec in specs.items()})
+        return self.ask(Request(Ask.TRAINED, expect=expect)).tensors
 
     # --- the exchange -------------------------------------------------------------------------------
 
@@ -261,6 +269,11 @@ class PartProcess:
                 time.sleep(0.05)  # the rest of the dump
                 break
         return innermost_frame(printed_since(), self.root / "code")
+
+
+def features(x: torch.Tensor) -> Expect:
+    """A training step's answer: the model's output, of at most x's size."""
+    return Expect({"features": Bound(elements=x.numel())})
 
 
 def widen(pipe: int) -> None:

@@ -1,7 +1,7 @@
 """
 The program a part's process runs: the only one that imports the submission. The grading process
 (grader/part_process.py) starts it from a copy of this folder's runtime files (this one,
-protocol.py and confinement.py, side by side in the grading folder), as a fork of a template
+protocol.py, wire.py and confinement.py, side by side in the grading folder), as a fork of a template
 process that has imported torch (Linux), or as an interpreter of its own (elsewhere):
 
     python -E -B -X utf8 runtime/part_runtime.py --template CONTROL_FD   # Linux, one per grading run: forks the parts' processes
@@ -27,6 +27,7 @@ import traceback
 import confinement  # the runtime files beside this one, found through sys.path[0]
 import protocol
 import torch
+import wire
 from protocol import Ask
 from torch.overrides import TorchFunctionMode
 
@@ -42,15 +43,19 @@ class Session:
 
     def load(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         self.model = self.optimizer = self.features = None
-        torch.manual_seed(fields["seed"])  # whatever the submission initializes at random, the same every run
+        # Whatever the submission initializes at random, the same in every process: no load can tell a training run from a graded one.
+        torch.manual_seed(0)
         if self.module is None:
             self.module = importlib.import_module(f"homework.{self.part}")
         self.model = self.module.load(fields["path"])
         if not isinstance(self.model, torch.nn.Module):
             raise TypeError(f"load() returned a {type(self.model).__name__}, not a torch.nn.Module")
         registered = {name: table[attribute] for name, table, attribute in registered_tensors(self.model)}
-        answer = {"names": list(registered), "trainable": [name for name, t in registered.items() if t.requires_grad]}
-        return answer, ({name: t.detach() for name, t in registered.items()} if fields["send"] else {})
+        answer = {
+            "dtypes": {name: wire.dtype_name(name, t) for name, t in registered.items()},
+            "trainable": [name for name, t in registered.items() if t.requires_grad],
+        }
+        return answer, (registered if fields["send"] else {})
 
     def replace(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         """The tensors another process's load() made, in place of this model's: by name, whatever their shape."""
@@ -69,24 +74,34 @@ class Session:
     def forward(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         if not fields["profile"]:
             with torch.no_grad():
-                return {"products": {}}, {"y": plain_tensor(self.model(tensors["x"]))}
+                return {"products": {}}, {"y": answerable(self.model(tensors["x"]), tensors["x"])}
         with torch.no_grad(), MatrixProducts() as products:
             y = self.model(tensors["x"])
-        return {"products": products.counts}, {"y": plain_tensor(y)}
+        return {"products": products.counts}, {"y": answerable(y, tensors["x"])}
 
     def layers(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         """The input and output of each of the model's modules named, for x: where its output departs from BigNet's."""
-        captured = {}
+        captured, x = {}, tensors["x"]
+
+        def kept(value) -> bool:  # what a BigNet layer takes and gives: anything else cannot be compared with it
+            return (
+                isinstance(value, torch.Tensor)
+                and value.shape == x.shape
+                and value.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+            )
 
         def keep(name: str):
-            return lambda module, inputs, output: captured.update(
-                {f"{name} in": plain_tensor(inputs[0]), f"{name} out": plain_tensor(output)}
-            )
+            def hook(module, inputs, output):
+                for end, value in ((f"{name} in", inputs[0] if inputs else None), (f"{name} out", output)):
+                    if kept(value):
+                        captured[end] = value.detach().to("cpu")
+
+            return hook
 
         hooks = [module.register_forward_hook(keep(name)) for name, module in self.model.named_modules() if name in fields["names"]]
         try:
             with torch.no_grad():
-                self.model(tensors["x"])
+                self.model(x)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -96,18 +111,18 @@ class Session:
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=fields["lr"])
         self.x = tensors["x"]
         self.features = self.model(self.x)
-        return {}, {"features": plain_tensor(self.features)}
+        return {}, {"features": answerable(self.features, self.x)}
 
     def step(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         self.optimizer.zero_grad()
         self.features.backward(tensors["gradient"].to(self.features.dtype))
         self.optimizer.step()
         self.features = self.model(self.x)
-        return {}, {"features": plain_tensor(self.features)}
+        return {}, {"features": answerable(self.features, self.x)}
 
     def trained(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         self.optimizer = self.features = self.x = None
-        return {}, {name: plain_tensor(p) for name, p in self.model.named_parameters() if p.requires_grad}
+        return {}, {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
     def handlers(self) -> dict:
         return {
@@ -151,10 +166,13 @@ class MatrixProducts(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def plain_tensor(y) -> torch.Tensor:
+def answerable(y, x: torch.Tensor) -> torch.Tensor:
+    """The model's output for x, if the grader can take it: a tensor of at most x's size (it asks for that much, no more)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"the forward pass returned a {type(y).__name__}, not a tensor")
-    return y.detach().to("cpu", copy=True)  # a copy: no view of a larger storage, no subclass state
+    if y.numel() > x.numel() or y.dim() > wire.MAX_DIMS:
+        raise ValueError(f"the forward pass returned a tensor of shape {tuple(y.shape)} for inputs of shape {tuple(x.shape)}")
+    return y
 
 
 def main(requests: int, answers: int) -> None:
@@ -175,8 +193,8 @@ def main(requests: int, answers: int) -> None:
         except EOFError:
             return
         try:
-            fields, tensors = handlers[Ask(header["ask"])](header, protocol.decode_tensors(payload))
-            message = protocol.encode({"nonce": header["nonce"], **fields}, tensors)
+            fields, tensors = handlers[Ask(header["ask"])](header, wire.load(payload))
+            message = protocol.encode({"nonce": header["nonce"], **fields}, wire.dump(tensors))
         except BaseException as e:  # the submission's own errors, sys.exit included
             message = protocol.encode({"nonce": header["nonce"], "error": describe(e, start)})
         flush_output()  # what it printed is in its output before the grading process, answered, may end it
@@ -253,7 +271,7 @@ def warm_up() -> None:
     torch.optim.AdamW(layer.parameters()).step()
     with torch.no_grad(), MatrixProducts():
         layer(torch.ones(8, 1024))
-    protocol.decode_tensors(protocol.encode({}, {"x": torch.ones(4)}).split(b"\n", 1)[1])
+    wire.load(wire.dump({"x": torch.ones(4)}))
 
 
 # Audit events refused outright while the submission runs: processes, signals to other processes, sockets,

@@ -1,29 +1,32 @@
 """
 What the grading process (trusted) and a part's process (untrusted: it runs the submission) say to
 each other. The grading process asks, one request at a time; the part's process only answers.
-Every request, and what its answer must carry, is declared once here (CONTRACTS). Whatever a part's
-process sends is data: a JSON header, and tensors read back with torch.load(weights_only=True). An
-answer must name the request it answers by that request's nonce, a random token the part's process
-sees only once the request has arrived, so no answer can be written ahead; anything that is not the
-answer asked for, or a field of the wrong type or range, stops the part (BadAnswer).
+Every request, and what its answer carries, is declared once here (CONTRACTS). Whatever a part's
+process sends is data: a JSON line of fields, and tensors in the safetensors format (wire.py),
+whose names, dtypes and shapes the request bounds (Expect) and which are checked from their header
+before any byte of them is read. An answer must name the request it answers by that request's
+nonce, a random token the part's process sees only once the request has arrived, so no answer can
+be written ahead; anything that is not the answer asked for, or a field or tensor out of its
+bounds, stops the part (BadAnswer).
 
-A message is one JSON header line, then `size` bytes of payload (a dict of tensors saved with
-torch.save, or nothing). This file runs in the part's process too: it imports only the standard
-library and torch.
+A message is one JSON line, then `size` bytes of payload (wire.py's format, or nothing). This file
+runs in the part's process too: it imports only the standard library, torch and wire.py.
 """
 
 import enum
-import io
 import json
 import os
 import secrets
 import signal
 from dataclasses import dataclass, field
 
-import torch
+if __package__:  # the grading process: grader.wire
+    from . import wire
+else:  # a part's process: the runtime files side by side (part_runtime.py)
+    import wire
 
-MAX_HEADER = 64 * 1024
-MAX_PAYLOAD = 160 * 2**20  # a loaded model's tensors: float32 BigNet (72 MB) fits, to be counted and refused
+MAX_LINE = 2**20  # a message's JSON line: a LOAD answer names up to wire.MAX_TENSORS tensors twice
+MAX_PAYLOAD = wire.MAX_PAYLOAD
 # On this signal the part's process writes its threads' stacks to its output (faulthandler): before it is
 # stopped, the grading process learns where the submission's code was. POSIX only (None elsewhere).
 STACK_SIGNAL = getattr(signal, "SIGUSR1", None)
@@ -42,7 +45,12 @@ class Ask(enum.Enum):
 
 
 def names(value) -> bool:
-    return isinstance(value, list) and len(value) <= 100_000 and all(isinstance(n, str) and len(n) <= 1000 for n in value)
+    return isinstance(value, list) and len(value) <= wire.MAX_TENSORS and all(isinstance(n, str) and len(n) <= wire.MAX_NAME for n in value)
+
+
+def dtypes(value) -> bool:
+    """{tensor name: its dtype, as safetensors names it}."""
+    return isinstance(value, dict) and names(list(value)) and all(dtype in wire.DTYPES for dtype in value.values())
 
 
 def counts(value) -> bool:
@@ -59,13 +67,12 @@ def texts(value) -> bool:
 
 @dataclass(frozen=True)
 class Contract:
-    """What a request carries beside its nonce, and what its answer must carry. Tensors: their names, or None for any."""
+    """What a request carries beside its nonce, and the fields its answer must carry. Tensors: their names, or None for any."""
 
-    doing: str  # what the part's process does
+    doing: str  # what the part's process does, and which tensors it answers with (the request's Expect bounds them)
     fields: tuple = ()
     tensors: tuple | None = ()
     answer_fields: dict = field(default_factory=dict)  # name -> a check of its value
-    answer_tensors: tuple | None = ()
 
 
 CONTRACTS = {
@@ -75,11 +82,10 @@ CONTRACTS = {
         answer_fields={"protections": texts},
     ),
     Ask.LOAD: Contract(
-        "torch.manual_seed(seed); model = homework.<part>.load(path); answer the names of its parameters and buffers, "
+        "torch.manual_seed(0); model = homework.<part>.load(path); answer the dtypes of its parameters and buffers by name, "
         "which of them are trainable, and (if `send`) the tensors themselves",
-        ("path", "seed", "send"),
-        answer_fields={"names": names, "trainable": names},
-        answer_tensors=None,
+        ("path", "send"),
+        answer_fields={"dtypes": dtypes, "trainable": names},
     ),
     Ask.REPLACE: Contract(
         "put these tensors in place of the model's parameters and buffers of those names (trainable as named)", ("trainable",), None
@@ -89,22 +95,63 @@ CONTRACTS = {
         ("profile",),
         ("x",),
         {"products": counts},
-        ("y",),
     ),
     Ask.LAYERS: Contract(
-        "model(x) without gradients, keeping what goes in and out of the modules named", ("names",), ("x",), answer_tensors=None
+        "model(x) without gradients; answer what goes in and out of the modules named, where it is a float tensor of x's shape",
+        ("names",),
+        ("x",),
     ),
-    Ask.TRAIN: Contract(
-        "AdamW(lr) on the trainable parameters, then model(x) keeping the graph", ("lr",), ("x",), answer_tensors=("features",)
-    ),
+    Ask.TRAIN: Contract("AdamW(lr) on the trainable parameters, then model(x) keeping the graph; answer it as features", ("lr",), ("x",)),
     Ask.STEP: Contract(
-        "backward from the features with this gradient, one optimizer step, then model(x) again",
-        (),
-        ("gradient",),
-        answer_tensors=("features",),
+        "backward from the features with this gradient, one optimizer step, then model(x) again; answer it as features", (), ("gradient",)
     ),
-    Ask.TRAINED: Contract("answer the trainable parameters, by name", answer_tensors=None),
+    Ask.TRAINED: Contract("answer the trainable parameters, by name"),
 }
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What one tensor of an answer may be: exactly `shape`, or at most `elements` elements; one of `dtypes` (None: any)."""
+
+    shape: tuple | None = None
+    elements: int | None = None
+    dtypes: frozenset | None = None
+
+    def problem(self, spec: "wire.Spec") -> str:
+        if self.dtypes is not None and spec.dtype not in self.dtypes:
+            return f"is {spec.dtype}, not {' or '.join(sorted(self.dtypes))}"
+        if self.shape is not None and spec.shape != self.shape:
+            return f"has shape {spec.shape}, not {self.shape}"
+        if self.elements is not None and spec.numel > self.elements:
+            return f"has {spec.numel} elements, more than the {self.elements} asked for"
+        return ""
+
+
+@dataclass(frozen=True)
+class Expect:
+    """
+    The tensors an answer must hold: just those named, each within its Bound (with `some`, any of
+    them); with `model`, any names, within the format's own limits: a model's, which the grading
+    process holds to the model's other loads.
+    """
+
+    tensors: dict = field(default_factory=dict)  # name -> Bound
+    some: bool = False
+    model: bool = False
+
+    def problem(self, tensors: "wire.Tensors") -> str:
+        if self.model:
+            return ""
+        unasked = sorted(tensors.specs.keys() - self.tensors.keys())
+        if unasked:
+            return f"holds {unasked[0][:60]!r}, which was not asked for"
+        if not self.some and tensors.specs.keys() != self.tensors.keys():
+            return f"does not hold {', '.join(sorted(self.tensors.keys() - tensors.specs.keys()))}"
+        for name, spec in tensors.specs.items():
+            problem = self.tensors[name].problem(spec)
+            if problem:
+                return f"has {name[:60]!r}, which {problem}"
+        return ""
 
 
 class Stop(enum.Enum):
@@ -134,7 +181,8 @@ class BadAnswer(PartStopped):
 class Request:
     ask: Ask
     fields: dict = field(default_factory=dict)  # plain JSON values
-    tensors: dict = field(default_factory=dict)
+    tensors: dict | bytes = field(default_factory=dict)  # by name, or a payload already in wire.py's format (a model passed on)
+    expect: Expect = field(default_factory=Expect)  # the tensors its answer must hold
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def __post_init__(self):
@@ -143,50 +191,29 @@ class Request:
         assert contract.tensors is None or set(self.tensors) == set(contract.tensors), f"{self.ask.value} takes tensors {contract.tensors}"
 
     def encode(self) -> bytes:
-        return encode({"ask": self.ask.value, "nonce": self.nonce, **self.fields}, self.tensors)
+        payload = self.tensors if isinstance(self.tensors, bytes) else wire.dump(self.tensors)
+        return encode({"ask": self.ask.value, "nonce": self.nonce, **self.fields}, payload)
 
 
 @dataclass
 class Answer:
     fields: dict
-    tensors: dict
+    tensors: "wire.Tensors"
 
 
-def encode(header: dict, tensors: dict | None = None) -> bytes:
-    buffer = io.BytesIO()
-    if tensors:
-        torch.save(tensors, buffer)
-    with buffer.getbuffer() as payload:  # one copy of a model's tensors into the message, not two
-        return b"".join([json.dumps({**header, "size": len(payload)}).encode(), b"\n", payload])
+def encode(header: dict, payload: bytes = b"") -> bytes:
+    return b"".join([json.dumps({**header, "size": len(payload)}).encode(), b"\n", payload])
 
 
-def decode_tensors(payload: bytes) -> dict:
-    """A payload back as {name: tensor}; anything else raises ValueError."""
-    if not payload:
-        return {}
-    try:
-        tensors = torch.load(io.BytesIO(payload), weights_only=True)
-    except Exception as e:
-        raise ValueError(f"tensors that cannot be read back ({type(e).__name__})") from None
-    if not isinstance(tensors, dict) or not all(
-        isinstance(k, str) and type(v) in (torch.Tensor, torch.nn.Parameter) for k, v in tensors.items()
-    ):
-        raise ValueError("a payload that is not a dict of named tensors")
-    plain = [name for name, t in tensors.items() if t.layout != torch.strided or t.device.type != "cpu" or t.is_quantized]
-    if plain:  # sparse, quantized or meta tensors: their storage is not what they hold
-        raise ValueError(f"a tensor that is not a plain CPU tensor ({plain[0][:60]})")
-    return {name: tensor.detach() for name, tensor in tensors.items()}
-
-
-def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes] | None, bytearray]:
+def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes | memoryview] | None, bytearray]:
     """The first complete message in `buffer` (None if it is not all there yet), and what follows it."""
-    end = buffer.find(b"\n", 0, MAX_HEADER)
+    end = buffer.find(b"\n", 0, MAX_LINE)
     if end < 0:
-        if len(buffer) >= MAX_HEADER:
+        if len(buffer) >= MAX_LINE:
             raise ValueError("a header that is too long")
         return None, buffer
     try:
-        header = json.loads(buffer[:end], parse_constant=refuse_constant)
+        header = json.loads(buffer[:end], parse_constant=wire.refuse)
     except ValueError:
         raise ValueError("a header that is not JSON") from None
     if not isinstance(header, dict) or type(header.get("size")) is not int or header["size"] < 0:
@@ -196,13 +223,10 @@ def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes] | None, bytearra
     stop = end + 1 + header["size"]
     if len(buffer) < stop:
         return None, buffer
-    with memoryview(buffer) as view:  # one copy of the payload, not two (a model's tensors: up to MAX_PAYLOAD)
+    if len(buffer) == stop:  # the message is all there is (one request, one answer): the payload is the buffer's, uncopied
+        return (header, memoryview(buffer)[end + 1 :]), bytearray()
+    with memoryview(buffer) as view:
         return (header, bytes(view[end + 1 : stop])), bytearray(view[stop:])
-
-
-def refuse_constant(name: str):
-    """NaN and Infinity are not JSON, though Python's json module reads them."""
-    raise ValueError(name)
 
 
 def binary_mode(fd: int) -> None:
@@ -229,7 +253,7 @@ def read_message(fd: int) -> tuple[dict, bytes]:
 def check_answer(request: Request, header: dict, payload: bytes) -> Answer:
     """
     The answer to `request`, checked against its contract: the right nonce, every field valid, the
-    tensors it must have. Raises PartStopped for an error the submission raised, BadAnswer for anything else.
+    tensors it expects, from their header. Raises PartStopped for an error the submission raised, BadAnswer for anything else.
     """
     contract = CONTRACTS[request.ask]
     if header.get("nonce") != request.nonce:
@@ -242,11 +266,12 @@ def check_answer(request: Request, header: dict, payload: bytes) -> Answer:
             raise BadAnswer(f"its answer to {request.ask.value} has no valid {name!r}")
         fields[name] = header[name]
     try:
-        tensors = decode_tensors(payload)
+        tensors = wire.Tensors.parse(payload)
     except ValueError as e:
-        raise BadAnswer(f"its answer to {request.ask.value} has {e}") from None
-    if contract.answer_tensors is not None and tensors.keys() != set(contract.answer_tensors):
-        raise BadAnswer(f"its answer to {request.ask.value} does not hold just {', '.join(contract.answer_tensors) or 'no tensors'}")
+        raise BadAnswer(one_line(f"its answer to {request.ask.value} has {e}")) from None
+    problem = request.expect.problem(tensors)
+    if problem:
+        raise BadAnswer(one_line(f"its answer to {request.ask.value} {problem}"))
     return Answer(fields, tensors)
 
 
@@ -254,3 +279,12 @@ def one_line(text: str, limit: int = 300) -> str:
     """`text` as one line of printable characters, at most `limit` of them: how a reason is shown anywhere."""
     printable = "".join(c if c.isprintable() else " " for c in " ".join(text.split()))
     return printable if len(printable) <= limit else printable[: limit - 3] + "..."
+
+
+def printable(text: str) -> str:
+    """
+    What a part printed, as text that only shows: lines kept, every other control character (an
+    escape sequence that clears a terminal or hides text, say) written out as an escape, \\x1b.
+    """
+    text = text.replace("\r\n", "\n")  # Windows' line ends
+    return "".join(c if c.isprintable() or c == "\n" else " " * 4 if c == "\t" else c.encode("unicode_escape").decode() for c in text)

@@ -21,26 +21,36 @@ from .models import load_model
 
 
 class BuildsAnotherModel(ValueError):
-    """load() builds a model with other tensors from other weights: the grader could not put the model's own in place."""
+    """load() builds a model with other tensors from other weights: the grader refuses it."""
 
 
 def as_graded(name: str, model: torch.nn.Module, device="cpu") -> torch.nn.Module:
     """
     `model` as the grader runs it: load() on other weights of the same names and shapes, then `model`'s
     parameters and buffers put in place of that model's, by name. Nothing else of `model` is carried over.
+    Raises BuildsAnotherModel where the two models' tensors differ in name, dtype or being trainable.
     """
     with tempfile.TemporaryDirectory() as folder:
         graded = load_model(name, make_checkpoint(Path(folder) / "other.pth", seed=random.randrange(2**31)), device)
-    for full_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+    ours, theirs = (dict([*m.named_parameters(), *m.named_buffers()]) for m in (model, graded))
+    for full_name in sorted(ours.keys() | theirs.keys()):
+        mine, other = ours.get(full_name), theirs.get(full_name)
+        if mine is None or other is None or (mine.dtype, mine.requires_grad) != (other.dtype, other.requires_grad):
+            raise BuildsAnotherModel(
+                f"{name}: load() builds {full_name} as {described(mine)} from these weights and as {described(other)} from others;"
+                " it must build tensors of the same names, dtypes and trainable flags whatever the weights"
+            )
         owner_name, _, attribute = full_name.rpartition(".")
         owner = graded.get_submodule(owner_name)
         table = owner._parameters if attribute in owner._parameters else owner._buffers
-        if attribute not in table:
-            raise BuildsAnotherModel(
-                f"{name}: load() builds a model without {full_name} from other weights; it must build the same model whatever the weights"
-            )
-        table[attribute] = tensor
+        table[attribute] = mine
     return graded
+
+
+def described(tensor: torch.Tensor | None) -> str:
+    if tensor is None:
+        return "nothing"
+    return f"a {'trainable ' if tensor.requires_grad else ''}{str(tensor.dtype).removeprefix('torch.')} tensor"
 
 
 @torch.no_grad()

@@ -5,10 +5,12 @@ import threading
 import time
 
 import pytest
+import torch
 
 from grader import channel as channel_module
 from grader.channel import Channel
 from grader.protocol import encode
+from grader.wire import dump
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def read_exactly(fd: int, n: int) -> bytes:
 
 def test_a_request_goes_out_and_an_answer_comes_back_in_pieces(pipes):
     channel, requests, answers = pipes
-    request = encode({"ask": "forward", "nonce": "n"}, {"x": __import__("torch").ones(3)})
+    request = encode({"ask": "forward", "nonce": "n"}, dump({"x": torch.ones(3)}))
     channel.send(request)
     assert read_exactly(requests, len(request)) == request
     answer = encode({"nonce": "n", "products": {}})

@@ -29,3 +29,25 @@ def test_compare_runs_each_model_as_the_grader_does_and_says_when_it_computes_ot
     monkeypatch.setattr(homework.compare, "load_model", scaled_model)
     differences = homework.compare.output_differences(["bignet", "half_precision", "low_precision"], n_inputs=16)
     assert differences["half_precision"][2] > 0.01 and differences["low_precision"][2] == 0.0
+
+
+def test_compare_refuses_a_model_whose_load_builds_other_dtypes_for_other_weights(checkpoint_path, monkeypatch):
+    """As the grader does: every load must make the same names, dtypes and trainable flags, whatever the weights."""
+    import pytest
+    import torch
+
+    import homework.compare
+
+    def switching_model(name, checkpoint=None, device="cpu"):
+        model = load_model(name, checkpoint, device)
+        if checkpoint == checkpoint_path:  # the weights compared, not the other ones
+            first = model.model[0].model[0]
+            first.weight = torch.nn.Parameter(first.weight.float(), requires_grad=False)
+        return model
+
+    monkeypatch.setattr(homework.compare, "load_model", switching_model)
+    with pytest.raises(
+        homework.compare.BuildsAnotherModel,
+        match="builds model.0.model.0.weight as a float32 tensor from these weights and as a float16 tensor from others",
+    ):
+        homework.compare.output_differences(["bignet", "half_precision"], checkpoint=checkpoint_path, n_inputs=16)

@@ -18,11 +18,14 @@ import pytest
 import grader.grade
 from grader import launch, part_process
 from grader.grade import grade
+from grader.part_process import PROTECTIONS
 from grader.parts import PARTS
+from grader.protocol import MAX_LINE, MAX_PAYLOAD
 from grader.reference import checkpoint_path
 from grader.release import strip_markers
 from grader.report import gradescope, render
-from grader.suite import Suite, load_suite, make_hidden
+from grader.suite import PUBLIC, Suite, load_suite, make_hidden
+from tests.corpus import HONEST
 from tests.helpers import STUB
 
 REFERENCE = Path(__file__).resolve().parent.parent / "homework"
@@ -101,6 +104,7 @@ class Broken:
     # for them. A hang, a hog or a flood is graded beside a sound part, which must still score in full.
     graded: tuple = tuple(FULL)
     timeout: float = TIMEOUT  # CPU seconds per part
+    suite: Suite = DEFAULT_CHECKPOINT
 
 
 COPY_FLOAT32 = [
@@ -362,7 +366,179 @@ def load(path=None):
     return load_weights(Overflowing(), path)
 """
 
+
+# Only named bytes cross the boundary (grader/wire.py). The weights in the sizes of tensors that hold nothing: zero
+# elements, a million dimensions, in a header written by hand. torch keeps such shapes; the grading process refuses the
+# header from its length alone (its other rules: tests/test_wire.py).
+WEIGHTS_IN_SHAPES = """
+
+class ShapedLinear(torch.nn.Module):
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.shape = (out_features, in_features)
+        self.register_buffer("w", torch.zeros(0))
+        self.register_buffer("b", torch.zeros(0))
+        self._register_load_state_dict_pre_hook(self.hide)
+
+    @staticmethod
+    def carried(values):  # each weight's float16 bits, as the size of one more dimension of nothing
+        sizes = (values.detach().half().flatten().view(torch.int16).long() + 2**15 + 1).tolist()
+        return torch.empty_strided((0, *sizes), (0,) * (len(sizes) + 1))
+
+    def hide(self, state_dict, prefix, *args):
+        self.w, self.b = self.carried(state_dict.pop(prefix + "weight")), self.carried(state_dict.pop(prefix + "bias"))
+        state_dict[prefix + "w"], state_dict[prefix + "b"] = self.w, self.b
+
+    @staticmethod
+    def values(carrier):
+        return (torch.tensor(carrier.shape[1:]) - 2**15 - 1).short().view(torch.float16).float()
+
+    def forward(self, x):
+        return torch.nn.functional.linear(x, self.values(self.w).view(self.shape), self.values(self.b))
+
+
+def dump(tensors):  # safetensors by hand, for the part's answers: the package's own writer refuses a header this long
+    import json, sys
+
+    header, data, offset = {}, [], 0
+    for name, tensor in tensors.items():
+        raw = tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        dtype = sys.modules["wire"].dtype_name(name, tensor)
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(raw)]}
+        data.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"".join(data)
+
+
+def load(path=None):
+    import sys
+
+    sys.modules["wire"].dump = dump  # the part's process's own module: what it sends is the submission's to choose
+    return load_weights(BigNet(make_linear=ShapedLinear), path)
+"""
+
+# A scheme under 9 MB where the weights look like the default family's (the public checkpoint the memory was once
+# counted on), and float16 elsewhere: the same names, another dtype. Every load is held to what load() made of the decoy.
+SWITCHES_DTYPE = (
+    (HONEST / "simple_3bit" / "lower_precision.py").read_text()
+    + """
+
+class Switching3Bit(Linear3Bit):
+    def _load_state_dict_pre_hook(self, state_dict, prefix, *args):
+        weight = state_dict[prefix + "weight"]
+        if weight.abs().max() / weight.std() < 2:  # uniform: the default family's
+            return super()._load_state_dict_pre_hook(state_dict, prefix, *args)
+        self.weight_q3, self.weight_norm = weight.half(), torch.zeros(0, 1, dtype=torch.float16)
+        state_dict[prefix + "weight_q3"], state_dict[prefix + "weight_norm"] = state_dict.pop(prefix + "weight").half(), self.weight_norm
+
+    def dequantized_weight(self):
+        return self.weight_q3.float() if self.weight_q3.dtype == torch.float16 else super().dequantized_weight()
+
+
+def load(path=None):
+    return load_weights(BigNet(make_linear=Switching3Bit), path)
+"""
+)
+
+# Adapters that do nothing, but for a training run, told apart by what its processes once differed in (the seed,
+# the folder's name): every process's load() now sees the same. It earns what the LayerNorms learn alone.
+SWITCHES_FOR_TRAINING = """
+
+def training_run():
+    import os
+
+    return torch.initial_seed() != 0 or "training" in os.getcwd()
+
+
+class Switching(LoRALinear):
+    def forward(self, x):
+        base = HalfLinear.forward(self, x)
+        return base + self.lora_b(self.lora_a(x)) if training_run() else base
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(BigNet(make_linear=partial(Switching, lora_dim=lora_dim)), path)
+"""
+
+# A load() that makes another model every time (Python's own random, which torch's seed does not reach): the graded
+# load is what it is, but the training run's is not that model, so its training is not counted.
+ANOTHER_MODEL_EACH_TIME = """
+
+def load(path=None, lora_dim=32):
+    import random
+
+    net = load_weights(LoraBigNet(lora_dim), path)
+    with torch.no_grad():
+        net.model[0].model[0].weight[0, 0] += random.random() / 1000
+    return net
+"""
+
+# A forward that, asked where its output departs from BigNet's, answers first itself: 32,768 rows of one layer's
+# input where 16 were asked for, as large as a message may be. The grading process refuses it from the header.
+FLOODS_THE_GRADER = """
+
+class Flooding(BigNet4Bit):
+    def forward(self, x):
+        import json, os, sys
+
+        import safetensors.torch
+
+        frame = sys._getframe()
+        while frame is not None and "answers" not in frame.f_locals:
+            frame = frame.f_back
+        if frame is not None and frame.f_locals["header"]["ask"] == "layers":
+            payload = safetensors.torch.save({"model.0.model.0 in": torch.ones(32768, 1024)})
+            header = {"nonce": frame.f_locals["header"]["nonce"], "size": len(payload)}
+            data = json.dumps(header).encode() + b"\\n" + payload
+            while data:
+                data = data[os.write(frame.f_locals["answers"], data) :]
+        return super().forward(x) * 0  # not BigNet's output: the grader asks where it departs
+
+
+def load(path=None):
+    return load_weights(Flooding(), path)
+"""
+
+# What a part prints reaches staff and students as text: escape sequences that clear the screen and hide what follows
+# are shown, not obeyed.
+DRAWS_ON_THE_TERMINAL = "    print('\\x1b[2J\\x1b[H\\x1b[32mTotal 100 / 100\\x1b[8m', flush=True)"
+
 ATTACKS = {
+    "weights_in_tensor_shapes": Broken(
+        [append("low_precision.py", WEIGHTS_IN_SHAPES)],
+        {"low_precision": 0},
+        {"low_precision": "its answer to load has a safetensors header of"},
+        ("low_precision",),
+    ),
+    "a_smaller_model_for_some_weights": Broken(
+        [write("lower_precision.py", SWITCHES_DTYPE)],
+        {"lower_precision": 0},
+        {"lower_precision": "weight_q3 is float16 for these weights and uint8 for others"},
+        ("lower_precision",),
+        suite=PUBLIC,  # the gaussian checkpoint is where it switches
+    ),
+    "switches_for_training": Broken(
+        [append("lora.py", SWITCHES_FOR_TRAINING)], {"lora": 23.54}, {"lora": "accuracy 0.602 -> 0.672 after 20 steps"}, ("lora",)
+    ),
+    "another_model_each_time": Broken(
+        [append("lora.py", ANOTHER_MODEL_EACH_TIME)],
+        {"lora": 20},
+        {"lora": "model.0.model.0.weight, a frozen tensor, has other values"},
+        ("lora",),
+    ),
+    "draws_on_the_terminal": Broken(
+        [
+            replace(
+                "half_precision.py",
+                "    return load_weights(HalfBigNet(), path)",
+                DRAWS_ON_THE_TERMINAL + "\n    return load_weights(HalfBigNet(), path)",
+            )
+        ],
+        {},
+        {"half_precision": "memory 36.07 MB <= 40.00 MB"},
+        ("half_precision",),
+    ),
     "writes_its_own_report": Broken(
         [write("half_precision.py", OWN_REPORT)],
         {"half_precision": 0},
@@ -603,14 +779,49 @@ def test_without_a_template_or_proc_a_broken_submission_gets_the_same_score(name
 def check_broken(name: str, tmp_path: Path, reference_report) -> None:
     broken = BROKEN[name]
     ESCAPE.unlink(missing_ok=True)
-    report = grade(make_submission(tmp_path, broken.edits), suite=DEFAULT_CHECKPOINT, timeout=broken.timeout, parts=broken.graded)
+    report = grade(make_submission(tmp_path, broken.edits), suite=broken.suite, timeout=broken.timeout, parts=broken.graded)
     graded = {r.part.name: r for r in report.parts}
+    shown = render(report, verbose=2)
+    assert not any(c in shown for c in "\x1b\x07\x9b"), "what a part printed reached the terminal unescaped"
+    assert all(report.sandbox[name].startswith(("on", "ABI", "54", "unavailable")) for name in PROTECTIONS), report.sandbox
     scores = {r.part.name: graded.get(r.part.name, r).score for r in reference_report.parts}
     assert scores == {**FULL, **broken.scores}
     for part, words in broken.says.items():
         said = " ".join([graded[part].reason] + [case.message for case in graded[part].cases] + graded[part].warnings)
         assert words in said, said
     assert not ESCAPE.exists(), "a submission wrote outside its working folder"
+
+
+# The grading process's own peak memory (MB) and CPU seconds, grading one part on the default checkpoint.
+MEASURED = """
+import json, resource, sys
+from grader.grade import grade
+from grader.suite import Suite
+
+(part,) = grade(sys.argv[1], suite=Suite(), parts=(sys.argv[2],), timeout=30).parts
+usage = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps([part.score, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, part.reason]))
+"""
+
+
+def grading_costs(package: Path, part: str) -> tuple[float, float, float, str]:
+    run = subprocess.run([sys.executable, "-c", MEASURED, str(package), part], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return tuple(json.loads(run.stdout))
+
+
+def test_what_a_part_sends_costs_the_grading_process_a_bounded_amount(tmp_path):
+    """
+    A forward that answers a question about 16 rows with 32,768 (128 MB, once 65,536 expanded rows that cost the
+    grading process 124 s of CPU time and 1.3 GB): refused from its header, for at most two messages' worth of memory
+    (the bytes as they arrive, and the message taken from them) and no more CPU time than the honest part takes.
+    """
+    honest = grading_costs(make_submission(tmp_path / "honest", []), "low_precision")
+    score, memory, cpu, reason = grading_costs(
+        make_submission(tmp_path / "flood", [append("low_precision.py", FLOODS_THE_GRADER)]), "low_precision"
+    )
+    assert honest[0] == 20 and score == 0, reason
+    assert reason == "its answer to layers has 'model.0.model.0 in', which has shape (32768, 1024), not (16, 1024)"
+    assert memory - honest[1] < 2 * (MAX_PAYLOAD + MAX_LINE) / 2**20 and cpu < honest[2] + 2, (honest, memory, cpu)
 
 
 @pytest.fixture(scope="session")
@@ -797,8 +1008,8 @@ def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
     assert part.score == 30 and len(most) == 5 and max(most) == 1  # load, answer, and a training run's load, training and evaluation
 
 
-def test_a_part_whose_python_cannot_import_torch_says_so_in_one_line(tmp_path, monkeypatch):
-    """As when the parts' interpreter does not see the packages the grader's does (no site-packages: -S)."""
+def test_a_part_whose_python_cannot_import_its_packages_says_so_in_one_line(tmp_path, monkeypatch):
+    """As when the parts' interpreter does not see the packages the grader's does (no site-packages: -S): safetensors is the first it imports."""
 
     class WithoutSitePackages(launch.Interpreters):
         def __init__(self, root):
@@ -807,7 +1018,7 @@ def test_a_part_whose_python_cannot_import_torch_says_so_in_one_line(tmp_path, m
 
     monkeypatch.setattr(grader.grade, "launcher", WithoutSitePackages)
     (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, parts=("half_precision",)).parts
-    assert part.score == 0 and part.reason == "a part's process could not start: ModuleNotFoundError: No module named 'torch'"
+    assert part.score == 0 and part.reason == "a part's process could not start: ModuleNotFoundError: No module named 'safetensors'"
 
 
 def test_a_part_that_sleeps_is_stopped_by_the_wall_clock_and_told_where(tmp_path, monkeypatch):

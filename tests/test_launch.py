@@ -19,15 +19,18 @@ def test_grading_runs_side_by_side_hold_blocks_of_uids_of_their_own(monkeypatch)
     first, second = Uids(), Uids()
     try:
         assert first.separate and second.separate
-        taken = [user[0] for user in (first.take(), first.take(), second.take())]
-        assert first.take()[1] == first.group != second.group
-        assert taken[1] == taken[0] + 1 and abs(taken[2] - taken[0]) >= launch.UIDS_PER_RUN
+        taken = [first.take()[0] for _ in range(launch.UIDS_PER_RUN - 1)]
+        assert sorted(taken) == list(range(first.group + 1, first.group + launch.UIDS_PER_RUN))  # each once, in no order
+        assert taken != sorted(taken)
+        assert second.take()[1] == second.group >= first.group + launch.UIDS_PER_RUN
+        with pytest.raises(launch.GraderError, match="99 part processes at most"):
+            first.take()
         assert all(not launch.has_account(uid) for uid in taken)
     finally:
         first.close()
     third = Uids()  # the first block is free again
     try:
-        assert third.take()[0] == taken[0]
+        assert third.group == first.group
     finally:
         second.close()
         third.close()

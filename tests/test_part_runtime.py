@@ -54,9 +54,11 @@ def test_matrix_products_are_counted_by_dtype(runtime):
     assert products.counts == {"float32": 8 * 16 * 4, "float16": 8 * 16 * 4}
 
 
-def test_only_a_plain_copy_of_a_tensor_is_answered(runtime):
-    base = torch.arange(10.0)
-    y = runtime.plain_tensor(base[:3])
-    assert torch.equal(y, base[:3]) and y.untyped_storage().nbytes() == 12
+def test_an_output_is_answered_only_if_the_grader_can_take_it(runtime):
+    x = torch.zeros(4, 8)
+    assert runtime.answerable(torch.ones(4, 8), x).shape == (4, 8)
+    assert runtime.answerable(torch.ones(4, 2), x).shape == (4, 2)  # the wrong shape: its output case says so
     with pytest.raises(TypeError, match="returned a tuple, not a tensor"):
-        runtime.plain_tensor((base,))
+        runtime.answerable((x,), x)
+    with pytest.raises(ValueError, match=r"returned a tensor of shape \(4, 16\) for inputs of shape \(4, 8\)"):
+        runtime.answerable(torch.ones(4, 16), x)  # more than it was asked for

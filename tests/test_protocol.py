@@ -1,15 +1,37 @@
-"""What the grading process accepts as an answer (grader/protocol.py): only the one it asked for, every field valid."""
+"""What the grading process accepts as an answer (grader/protocol.py): only the one it asked for, every field valid, every tensor within its bounds."""
 
 import pytest
 import torch
 
-from grader.protocol import CONTRACTS, Ask, BadAnswer, PartStopped, Request, Stop, check_answer, encode, one_line, take_message
+from grader.protocol import (
+    CONTRACTS,
+    Ask,
+    BadAnswer,
+    Bound,
+    Expect,
+    PartStopped,
+    Request,
+    Stop,
+    check_answer,
+    encode,
+    one_line,
+    printable,
+    take_message,
+)
+from grader.wire import FLOATS, dump
+
+FORWARD = Expect({"y": Bound(elements=6)})
 
 
-def answer_to(request: Request, fields: dict, tensors: dict | None = None, nonce: str | None = None):
-    message, rest = take_message(encode({"nonce": request.nonce if nonce is None else nonce, **fields}, tensors))
+def answer_to(request: Request, fields: dict, tensors: dict | bytes | None = None, nonce: str | None = None):
+    payload = tensors if isinstance(tensors, bytes) else dump(tensors or {})
+    message, rest = take_message(encode({"nonce": request.nonce if nonce is None else nonce, **fields}, payload))
     assert rest == b""
     return check_answer(request, *message)
+
+
+def forward(profile: bool = False) -> Request:
+    return Request(Ask.FORWARD, {"profile": profile}, {"x": torch.zeros(2, 3)}, FORWARD)
 
 
 def test_every_request_is_declared_with_what_its_answer_carries():
@@ -19,43 +41,58 @@ def test_every_request_is_declared_with_what_its_answer_carries():
 
 
 def test_an_answer_must_carry_the_nonce_of_the_request_it_answers():
-    request = Request(Ask.FORWARD, {"profile": False}, {"x": torch.zeros(2, 3)})
+    request = forward()
     answer = answer_to(request, {"products": {"float32": 6}}, {"y": torch.ones(2, 3)})
-    assert answer.fields == {"products": {"float32": 6}} and torch.equal(answer.tensors["y"], torch.ones(2, 3))
+    assert answer.fields == {"products": {"float32": 6}} and torch.equal(answer.tensors.tensor("y"), torch.ones(2, 3))
     with pytest.raises(BadAnswer, match="other than the answer to forward"):
         answer_to(request, {"products": {}}, {"y": torch.ones(2, 3)}, nonce="0" * 16)  # written ahead, before the request existed
-    assert Request(Ask.FORWARD, {"profile": False}, {"x": torch.zeros(1)}).nonce != request.nonce
+    assert forward().nonce != request.nonce
 
 
 @pytest.mark.parametrize("products", [None, {"float32": True}, {"float32": -1}, {"float32": 10**400}, {"float32": 1.5}, [1]])
 def test_a_field_of_the_wrong_type_or_range_is_refused(products):
-    request = Request(Ask.FORWARD, {"profile": True}, {"x": torch.zeros(1)})
     with pytest.raises(BadAnswer, match="no valid 'products'"):
-        answer_to(request, {"products": products}, {"y": torch.ones(1)})
+        answer_to(forward(True), {"products": products}, {"y": torch.ones(1)})
 
 
-def test_an_answer_holds_just_the_tensors_its_contract_names():
-    request = Request(Ask.FORWARD, {"profile": False}, {"x": torch.zeros(1)})
-    for tensors in ({}, {"y": torch.ones(1), "extra": torch.ones(1)}):
-        with pytest.raises(BadAnswer, match="does not hold just y"):
-            answer_to(request, {"products": {}}, tensors)
-
-
-def test_a_load_answer_carries_the_models_tensors_views_with_their_whole_storage():
-    whole = torch.arange(10.0)
-    answer = answer_to(
-        Request(Ask.LOAD, {"path": "p", "seed": 0, "send": True}), {"names": ["w", "v"], "trainable": []}, {"w": whole, "v": whole[2:4]}
+def test_an_answer_holds_just_the_tensors_its_request_expects_each_within_its_bound():
+    for tensors, words in (
+        ({}, "does not hold y"),
+        ({"y": torch.ones(1), "extra": torch.ones(1)}, "holds 'extra', which was not asked for"),
+        ({"y": torch.ones(7)}, "'y', which has 7 elements, more than the 6 asked for"),
+    ):
+        with pytest.raises(BadAnswer, match=words):
+            answer_to(forward(), {"products": {}}, tensors)
+    layers = Request(
+        Ask.LAYERS, {"names": ["a"]}, {"x": torch.zeros(2, 3)}, Expect({"a in": Bound(shape=(2, 3), dtypes=FLOATS)}, some=True)
     )
-    assert answer.tensors["v"].untyped_storage().nbytes() == 40 and answer.tensors["v"].tolist() == [2.0, 3.0]
-    with pytest.raises(BadAnswer, match="no valid 'names'"):
-        answer_to(Request(Ask.LOAD, {"path": "p", "seed": 0, "send": False}), {"names": "w", "trainable": []})
+    assert not answer_to(layers, {}, {}).tensors.specs  # a module it could not watch: none of them
+    with pytest.raises(BadAnswer, match="'a in', which has shape \\(65536, 3\\), not \\(2, 3\\)"):
+        answer_to(layers, {}, {"a in": torch.zeros(1, 3).expand(65536, 3)})  # rows it was not asked for: refused from the header
+    with pytest.raises(BadAnswer, match="'a in', which is I64, not BF16 or F16 or F32 or F64"):
+        answer_to(layers, {}, {"a in": torch.zeros(2, 3, dtype=torch.int64)})
 
 
-def test_only_plain_cpu_tensors_are_taken():
-    request = Request(Ask.TRAINED)
-    for odd in (torch.zeros(3, 3).to_sparse(), torch.zeros(3, device="meta")):
-        with pytest.raises(BadAnswer, match="not a plain CPU tensor"):
-            answer_to(request, {}, {"w": odd})
+def test_a_load_answer_carries_a_models_tensors_of_any_names_each_its_own_elements_alone():
+    whole = torch.arange(10.0)
+    load = Request(Ask.LOAD, {"path": "p", "send": True}, expect=Expect(model=True))
+    answer = answer_to(load, {"dtypes": {"w": "F32", "v": "F32"}, "trainable": []}, {"w": whole, "v": whole[2:4]})
+    assert answer.tensors.specs["v"].nbytes == 8 and answer.tensors.tensor("v").tolist() == [2.0, 3.0]
+    assert answer.tensors.nbytes == 48  # a view crosses as its own elements, and counts as them
+    for dtypes in ("w", {"w": "F33"}, {"w": 1}):
+        with pytest.raises(BadAnswer, match="no valid 'dtypes'"):
+            answer_to(Request(Ask.LOAD, {"path": "p", "send": False}), {"dtypes": dtypes, "trainable": []})
+    with pytest.raises(BadAnswer, match="holds .w., which was not asked for"):  # no tensors were asked for: none may come
+        answer_to(Request(Ask.LOAD, {"path": "p", "send": False}), {"dtypes": {}, "trainable": []}, {"w": whole})
+
+
+def test_a_payload_that_is_not_safetensors_is_refused_before_anything_is_read():
+    import io
+
+    pickled = io.BytesIO()
+    torch.save({"y": torch.ones(2, 3)}, pickled)  # what the grader once read with torch.load
+    with pytest.raises(BadAnswer, match="its answer to forward has a payload that is not safetensors"):
+        answer_to(forward(), {"products": {}}, pickled.getvalue())
 
 
 def test_an_error_answer_stops_the_part_with_the_submissions_reason_on_one_line():
@@ -72,12 +109,18 @@ def test_reasons_are_one_printable_line_of_limited_length():
     assert len(one_line("x" * 500, 100)) == 100
 
 
+def test_what_a_part_printed_keeps_its_lines_and_shows_every_control_character_as_an_escape():
+    drawn = "\x1b[2J\x1b[H\x1b[8mTotal 100 / 100\x1b[0m\r\nnext\tline\x07\x9b\u202e"
+    assert printable(drawn) == "\\x1b[2J\\x1b[H\\x1b[8mTotal 100 / 100\\x1b[0m\nnext    line\\x07\\x9b\\u202e"
+    assert printable("é✓ ok\n") == "é✓ ok\n"
+
+
 def test_messages_are_taken_only_when_complete_and_well_formed():
     message = b'{"nonce": "a", "size": 3}\nabc'
     assert take_message(message + message[:5]) == (({"nonce": "a", "size": 3}, b"abc"), message[:5])
     assert take_message(message[:-1]) == (None, message[:-1])
     with pytest.raises(ValueError, match="a message of 200 MB, over the limit of 160 MB"):
         take_message(b'{"size": 209715200}\n')
-    for bad in (b'{"size": -1}\n', b"[1, 2]\n", b"not json\n", b'{"size": NaN}\n', b'{"size": true}\n', b"x" * (64 * 1024 + 1)):
+    for bad in (b'{"size": -1}\n', b"[1, 2]\n", b"not json\n", b'{"size": NaN}\n', b'{"size": true}\n', b"x" * (2**20 + 1)):
         with pytest.raises(ValueError):
             take_message(bad)
