@@ -4,6 +4,7 @@ the submission is imported, and kept for the rest of its life: no restriction he
 
 - no_new_privs: exec can never gain privileges again (PR_SET_NO_NEW_PRIVS), which Landlock and
   seccomp require of an unprivileged process;
+- drop_capabilities: a process run as root keeps none of root's capabilities;
 - restrict_files (Landlock, Linux 5.13+): only the folders named can be read, nothing written; no
   TCP (ABI 4+), no signals or abstract Unix sockets beyond the process (ABI 6+), and no other
   process's memory (Landlock refuses tracing across its domains);
@@ -11,13 +12,16 @@ the submission is imported, and kept for the rest of its life: no restriction he
   renamed or removed (the handout: the online grader disables file writing), so nothing a part does
   outlives it on disk and no part can fill one; none of the kernel's stores that keep data outside
   the process's own memory (System V and POSIX shared memory, message queues, memfd, keyrings); no
-  signal to any process but this one, and no other process's memory.
+  signal to any process but this one, and no other process's memory; no eviction of a file's cached
+  pages and no asking whether they are cached (a loading process could leave the answering one bits
+  in the page cache); none of root's own calls (namespaces, mounts, modules, bpf, perf, open by handle).
 
 Each returns what it achieved, or raises Unavailable saying why not; the grader reports it.
 This file runs in the part's process, so it imports nothing but the standard library.
 """
 
 import ctypes
+import errno
 import os
 import platform
 import struct
@@ -25,6 +29,8 @@ import struct
 LIBC = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None  # the C library (Windows has none to name)
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+PR_CAPBSET_DROP, CAPABILITY_VERSION_3 = 24, 0x20080522
+CAPSET = {"x86_64": 126, "aarch64": 91}
 LANDLOCK_SYSCALLS = 444, 445, 446  # create_ruleset, add_rule, restrict_self: the same number on every architecture
 
 
@@ -38,6 +44,27 @@ def _syscall(number: int, *args) -> int:
         error = ctypes.get_errno()
         raise OSError(error, os.strerror(error))
     return result
+
+
+def drop_capabilities() -> str:
+    """
+    Root's powers gone for good (a part runs as root where other users cannot read the grader's
+    Python): every capability out of the bounding set, then out of the process's own sets. It keeps
+    what owning root's files allows, which Landlock limits; not reading every file, mounting, loading
+    modules or opening a file by handle around Landlock.
+    """
+    if platform.system() != "Linux":
+        raise Unavailable("not Linux")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return "none held"
+    for capability in range(64):  # past the last one the kernel knows: EINVAL
+        if LIBC.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+            raise Unavailable(f"prctl(PR_CAPBSET_DROP): {os.strerror(ctypes.get_errno())}")
+    header = struct.pack("Ii", CAPABILITY_VERSION_3, 0)  # this process
+    _syscall(
+        CAPSET[platform.machine().lower()], ctypes.c_char_p(header), ctypes.c_char_p(bytes(24))
+    )  # effective, permitted, inheritable: none
+    return "all dropped (root's)"
 
 
 def no_new_privs() -> None:
@@ -112,6 +139,11 @@ SYSCALLS = {
         "rename": 82, "renameat": 264, "renameat2": 316, "truncate": 76, "unlink": 87, "unlinkat": 263, "rmdir": 84,
         "chmod": 90, "fchmodat": 268, "fchmodat2": 452, "chown": 92, "lchown": 94, "fchownat": 260,
         "kill": 62, "tgkill": 234, "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297,
+        "fadvise64": 221, "readahead": 187, "mincore": 27, "cachestat": 451, "process_madvise": 440, "madvise": 28,
+        "preadv2": 327, "unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
+        "bpf": 321, "perf_event_open": 298, "name_to_handle_at": 303, "open_by_handle_at": 304, "init_module": 175,
+        "finit_module": 313, "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "iopl": 172, "ioperm": 173,
+        "reboot": 169, "swapon": 167, "swapoff": 168,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
@@ -122,6 +154,11 @@ SYSCALLS = {
         "linkat": 37, "symlinkat": 36, "renameat": 38, "renameat2": 276, "truncate": 45, "unlinkat": 35,
         "fchmodat": 53, "fchmodat2": 452, "fchownat": 54,
         "kill": 129, "tgkill": 131, "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240,
+        "fadvise64": 223, "readahead": 213, "mincore": 232, "cachestat": 451, "process_madvise": 440, "madvise": 233,
+        "preadv2": 286, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
+        "bpf": 280, "perf_event_open": 241, "name_to_handle_at": 264, "open_by_handle_at": 265, "init_module": 105,
+        "finit_module": 273, "delete_module": 106, "kexec_load": 104, "kexec_file_load": 294, "reboot": 142,
+        "swapon": 224, "swapoff": 225,
     }),
 }  # fmt: skip
 # Allowed only with these arguments: the flags of an open for reading (argument 1 of open, 2 of openat),
@@ -129,6 +166,11 @@ SYSCALLS = {
 OPEN_FLAGS = {"open": 1, "openat": 2}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+# The page cache outlives a process: a loading process that evicted or loaded pages of a file the answering process
+# can read would leave it bits. So no call that evicts pages (fadvise, madvise's MADV_COLD and MADV_PAGEOUT) or asks
+# whether they are cached without loading them (mincore, cachestat, preadv2's RWF_NOWAIT).
+MADVISE_EVICTS = (20, 21)  # MADV_COLD, MADV_PAGEOUT: argument 2 of madvise
+RWF_NOWAIT = 0x8  # argument 5 of preadv2
 CLONE_THREAD = 0x10000
 ALLOW, KILL = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
 EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO with the error
@@ -183,7 +225,21 @@ def forbid_syscalls() -> list[str]:
             (RETURN, 0, 0, ALLOW),
             (RETURN, 0, 0, EPERM),
         ]
-    refused = {name: nr for name, nr in numbers.items() if name not in ("clone", "clone3", *OPEN_FLAGS, *SIGNALS)}
+    program += [
+        (JUMP_IF_EQUAL, 0, 5, numbers["madvise"]),
+        (LOAD, 0, 0, argument(2)),
+        (JUMP_IF_EQUAL, 2, 0, MADVISE_EVICTS[0]),
+        (JUMP_IF_EQUAL, 1, 0, MADVISE_EVICTS[1]),
+        (RETURN, 0, 0, ALLOW),
+        (RETURN, 0, 0, EPERM),
+        (JUMP_IF_EQUAL, 0, 4, numbers["preadv2"]),
+        (LOAD, 0, 0, argument(5)),
+        (JUMP_IF_BITS, 1, 0, RWF_NOWAIT),
+        (RETURN, 0, 0, ALLOW),
+        (RETURN, 0, 0, EPERM),
+    ]
+    limited = ("clone", "clone3", *OPEN_FLAGS, *SIGNALS, "madvise", "preadv2")
+    refused = {name: nr for name, nr in numbers.items() if name not in limited}
     for nr in refused.values():
         program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]
     program.append((RETURN, 0, 0, ALLOW))

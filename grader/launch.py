@@ -36,6 +36,7 @@ FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536
 # of MB it no longer uses, and Gradescope's default container has 768 MB for everything. (Not for the
 # parts' processes: computing with 4 MB tensors, they would pay for fresh pages at every step.)
 MMAP_THRESHOLD = 2**20
+DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 
 
 def prepare(root: Path, submission: Path, write_decoy, group: int | None) -> None:
@@ -150,12 +151,12 @@ def readable_by_others(path: Path) -> bool:
 
 def environment(home: Path) -> dict[str, str]:
     """
-    The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say),
-    with `home` for temporary files. HOME stays the user's: an interpreter finds the user's own
+    The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say)
+    and the folders it was started from (PWD, OLDPWD), with `home` for temporary files. HOME stays the user's: an interpreter finds the user's own
     site-packages (pip install --user) through it, as the tools do. (PYTHON* variables are ignored
     under -E; -X utf8 is UTF-8 mode.)
     """
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER")}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER") and k not in ("PWD", "OLDPWD")}
     return {**inherited, "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -274,7 +275,8 @@ def python_folders(private: list[Path]) -> tuple[list[str], list[str]]:
     private paths (its checkpoints, its homework package, the hidden configuration), nor /proc, where
     other processes' command lines are. Computed here, so that no private path is ever named to a part's process.
     """
-    system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/sys", "/dev"]
+    # Of /dev, only what holds no one's data: a part run as root could otherwise read a disk, and the hidden cases on it.
+    system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/sys", *DEVICES]
     roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     sites = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     private = [os.path.realpath(p) for p in private]

@@ -27,7 +27,7 @@ from .protocol import CONTRACTS, STACK_SIGNAL, Answer, Ask, BadAnswer, Bound, Ex
 from .wire import FLOATS, Tensors
 
 POLL_SECONDS = 0.05
-PROTECTIONS = ("no new privileges", "Landlock", "seccomp")  # what a part's process sets up (part_runtime.confine)
+PROTECTIONS = ("no new privileges", "capabilities", "Landlock", "seccomp")  # what a part's process sets up (part_runtime.confine)
 STOP = threading.Event()  # set on Ctrl-C: every part's process is killed, and every ask returns at once
 PROC = Path("/proc")  # Linux's figures of each process (CPU time, resident memory); absent elsewhere
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc's unit of CPU time

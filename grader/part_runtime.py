@@ -218,6 +218,7 @@ def confine(start: dict) -> dict:
     """Every protection this system offers, strongest first; {protection: what it achieved, or why it is unavailable}."""
     steps = (
         ("no new privileges", lambda: confinement.no_new_privs() or "on"),
+        ("capabilities", confinement.drop_capabilities),
         ("Landlock", lambda: f"ABI {confinement.restrict_files(start['readable'])}"),
         ("seccomp", lambda: f"{len(confinement.forbid_syscalls())} system calls refused or limited"),
     )

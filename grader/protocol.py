@@ -45,7 +45,13 @@ class Ask(enum.Enum):
 
 
 def names(value) -> bool:
-    return isinstance(value, list) and len(value) <= wire.MAX_TENSORS and all(isinstance(n, str) and len(n) <= wire.MAX_NAME for n in value)
+    """Tensor names, each once: a name listed twice would count twice."""
+    return (
+        isinstance(value, list)
+        and len(value) <= wire.MAX_TENSORS
+        and all(isinstance(n, str) and len(n) <= wire.MAX_NAME for n in value)
+        and len(set(value)) == len(value)
+    )
 
 
 def dtypes(value) -> bool:
@@ -213,8 +219,8 @@ def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes | memoryview] | N
             raise ValueError("a header that is too long")
         return None, buffer
     try:
-        header = json.loads(buffer[:end], parse_constant=wire.refuse)
-    except ValueError:
+        header = json.loads(buffer[:end], parse_constant=wire.refuse, object_pairs_hook=wire.unique)
+    except (ValueError, RecursionError):  # RecursionError: brackets nested deeper than Python's stack
         raise ValueError("a header that is not JSON") from None
     if not isinstance(header, dict) or type(header.get("size")) is not int or header["size"] < 0:
         raise ValueError("a header without a valid size")

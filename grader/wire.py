@@ -78,7 +78,7 @@ class Tensors:
             raise ValueError(f"a safetensors header of {size / 2**10:.0f} KB, over the limit of {MAX_HEADER / 2**10:.0f} KB")
         try:
             header = json.loads(bytes(payload[8 : 8 + size]), parse_constant=refuse, object_pairs_hook=unique)
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError among them
+        except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError among them; brackets nested too deep
             raise ValueError("a safetensors header that is not JSON") from None
         if not isinstance(header, dict):
             raise ValueError("a safetensors header that is not a table of tensors")

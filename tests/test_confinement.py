@@ -14,13 +14,16 @@ from grader.confinement import landlock_abi
 
 GRADER = Path(__file__).resolve().parent.parent / "grader"
 TRIES = """
-import ctypes, json, os, sys, threading
+import ctypes, json, mmap, os, sys, threading
 sys.path.insert(0, {grader!r})
 import confinement
 
 confinement.no_new_privs()
+confinement.drop_capabilities()
 confinement.restrict_files([{readable!r}, "/usr", "/lib", "/lib64", "/etc", "/dev", sys.prefix, sys.base_prefix, {grader!r}, {work!r}]){seccomp}
 libc = ctypes.CDLL(None, use_errno=True)
+mapped = mmap.mmap(os.open({readable_file!r}, os.O_RDONLY), 0, access=mmap.ACCESS_COPY)  # a file's pages, mapped
+pages = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
 tries = {{
     "read the grader's file": lambda: open({secret!r}).read(),
     "write a file": lambda: open({outside!r}, "w"),
@@ -40,6 +43,12 @@ tries = {{
     "trace the parent, through ctypes": lambda: libc.ptrace(16, os.getppid(), 0, 0) == 0 or 1 / 0,
     "read the parent's memory": lambda: open(f"/proc/{{os.getppid()}}/mem", "rb"),
     "read the parent's command line": lambda: open(f"/proc/{{os.getppid()}}/cmdline", "rb").read(),
+    "read a file no one may read (mode 000), as root would": lambda: open({unreadable_file!r}).read(),
+    "a user namespace, through ctypes": lambda: libc.unshare(0x10000000) == 0 or 1 / 0,
+    "evict a file's cached pages (posix_fadvise)": lambda: os.posix_fadvise(os.open({readable_file!r}, os.O_RDONLY), 0, 0, os.POSIX_FADV_DONTNEED),
+    "read only what is cached (preadv2, RWF_NOWAIT)": lambda: os.preadv(os.open({readable_file!r}, os.O_RDONLY), [bytearray(4)], 0, os.RWF_NOWAIT),
+    "ask which pages are cached (mincore, through ctypes)": lambda: libc.mincore(ctypes.c_void_p(pages), 4096, ctypes.create_string_buffer(1)) == 0 or 1 / 0,
+    "push pages out (madvise MADV_PAGEOUT, through ctypes)": lambda: libc.madvise(ctypes.c_void_p(pages), 4096, 21) == 0 or 1 / 0,
 }}
 results = {{}}
 for name, attempt in tries.items():
@@ -65,11 +74,14 @@ def confined(tmp_path: Path, seccomp: bool = True) -> dict:
     readable.mkdir(parents=True)
     (readable / "data.txt").write_text("data")
     secret.write_text("weights")
+    (readable / "unreadable.txt").write_text("root's")
+    (readable / "unreadable.txt").chmod(0)
     seccomp_line = "\nconfinement.forbid_syscalls()" if seccomp else ""
     code = TRIES.format(
         grader=str(GRADER),
         readable=str(readable),
         readable_file=str(readable / "data.txt"),
+        unreadable_file=str(readable / "unreadable.txt"),
         work=str(work),
         secret=str(secret),
         outside=str(tmp_path / "outside"),
@@ -94,5 +106,10 @@ def test_a_confined_process_can_read_only_what_it_was_given_and_write_nothing(tm
 def test_seccomp_alone_refuses_writing_starting_signalling_and_tracing(tmp_path):
     """Without its seccomp filter, Landlock alone lets a part signal its parent on kernels before 6.12 (ABI 6): the filter refuses it everywhere."""
     without = {name for name, outcome in confined(tmp_path / "landlock", seccomp=False).items() if outcome == "allowed"}
-    assert "fork" in without and "a socket" in without  # what seccomp adds
+    assert {
+        "fork",
+        "a socket",
+        "evict a file's cached pages (posix_fadvise)",
+        "read only what is cached (preadv2, RWF_NOWAIT)",
+    } <= without  # what seccomp adds
     assert "read the parent's memory" not in without and "read the parent's command line" not in without  # Landlock: no /proc, no tracing

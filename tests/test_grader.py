@@ -500,6 +500,31 @@ def load(path=None):
     return load_weights(Flooding(), path)
 """
 
+# The LayerNorms alone trainable (18.54 of LoRA's 30), each trainable name listed four times in the answer to load, to
+# pass the minimum count of adapters: a list of names with one twice is no answer.
+REPEATS_TRAINABLE_NAMES = """
+
+def _repeat_trainable_names():
+    import sys
+
+    protocol = sys.modules["protocol"]  # the part's process's own module
+    encode = protocol.encode
+
+    def repeated(header, payload=b""):
+        if header.get("trainable"):
+            header = {**header, "trainable": header["trainable"] * 4}
+        return encode(header, payload)
+
+    protocol.encode = repeated
+
+
+def load(path=None, lora_dim=32):
+    _repeat_trainable_names()
+    from .half_precision import HalfBigNet
+
+    return load_weights(HalfBigNet(), path)
+"""
+
 # What a part prints reaches staff and students as text: escape sequences that clear the screen and hide what follows
 # are shown, not obeyed.
 DRAWS_ON_THE_TERMINAL = "    print('\\x1b[2J\\x1b[H\\x1b[32mTotal 100 / 100\\x1b[8m', flush=True)"
@@ -526,6 +551,9 @@ ATTACKS = {
         {"lora": 20},
         {"lora": "model.0.model.0.weight, a frozen tensor, has other values"},
         ("lora",),
+    ),
+    "repeats_trainable_names": Broken(
+        [append("lora.py", REPEATS_TRAINABLE_NAMES)], {"lora": 0}, {"lora": "its answer to load has no valid 'trainable'"}, ("lora",)
     ),
     "draws_on_the_terminal": Broken(
         [
@@ -783,7 +811,7 @@ def check_broken(name: str, tmp_path: Path, reference_report) -> None:
     graded = {r.part.name: r for r in report.parts}
     shown = render(report, verbose=2)
     assert not any(c in shown for c in "\x1b\x07\x9b"), "what a part printed reached the terminal unescaped"
-    assert all(report.sandbox[name].startswith(("on", "ABI", "54", "unavailable")) for name in PROTECTIONS), report.sandbox
+    assert all(not report.sandbox[name].startswith("not set up") for name in PROTECTIONS), report.sandbox
     scores = {r.part.name: graded.get(r.part.name, r).score for r in reference_report.parts}
     assert scores == {**FULL, **broken.scores}
     for part, words in broken.says.items():

@@ -54,6 +54,7 @@ def test_a_part_may_read_python_but_no_private_folder_nor_proc(tmp_path, monkeyp
     readable, path = python_folders([repo / "homework", repo / "checkpoints"])
     assert str(tmp_path) not in path and not any(folder.startswith(str(tmp_path)) for folder in readable)
     assert "/proc" not in readable and os.path.realpath(sys.prefix) in readable
+    assert "/dev" not in readable and "/dev/urandom" in readable  # no disk: a part run as root could read the hidden cases on it
     assert not any(
         folder == str(repo) or folder.startswith(str(repo / "homework")) for folder in readable
     )  # the repository holds the private folders
@@ -90,3 +91,10 @@ def test_a_parts_interpreter_finds_the_users_own_site_packages(tmp_path):
     command = [sys.executable, *launch.PYTHON_FLAGS, "-c", "import site; print(site.getusersitepackages())"]
     started = subprocess.run(command, env=launch.environment(tmp_path), cwd=tmp_path, capture_output=True, text=True, check=True)
     assert started.stdout.strip() == site.getusersitepackages()
+
+
+def test_a_parts_environment_names_nothing_of_the_grader_nor_where_it_was_started(tmp_path, monkeypatch):
+    for name, value in (("GRADER_HIDDEN", "/staff/hidden.json"), ("PWD", "/staff"), ("OLDPWD", "/staff/submissions")):
+        monkeypatch.setenv(name, value)
+    environment = launch.environment(tmp_path)
+    assert not {"GRADER_HIDDEN", "PWD", "OLDPWD"} & environment.keys() and environment["TMPDIR"] == str(tmp_path)

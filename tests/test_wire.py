@@ -88,8 +88,10 @@ def test_what_is_not_a_header_is_refused():
         with pytest.raises(ValueError):
             Tensors.parse(bad)
     twice = b'{"w": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}, "w": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}}'
-    with pytest.raises(ValueError, match="not JSON"):
-        Tensors.parse(len(twice).to_bytes(8, "little") + twice)
+    nested = b"[" * 200_000
+    for header in (twice, nested):
+        with pytest.raises(ValueError, match="not JSON"):
+            Tensors.parse(len(header).to_bytes(8, "little") + header)
 
 
 def test_a_tensor_of_a_dtype_the_format_lacks_is_refused_where_it_is_made():
