@@ -411,10 +411,24 @@ def dump(tensors):  # safetensors by hand, for the part's answers: the package's
     return len(text).to_bytes(8, "little") + text + b"".join(data)
 
 
+def read(payload):  # and by hand again where the model is put in place, in the answering process
+    import json, sys
+
+    size = int.from_bytes(payload[:8], "little")
+    tensors = {}
+    for name, entry in json.loads(bytes(payload[8 : 8 + size])).items():
+        dtype, shape = sys.modules["wire"].DTYPES[entry["dtype"]], entry["shape"]
+        begin, end = entry["data_offsets"]
+        raw = bytearray(payload[8 + size + begin : 8 + size + end])
+        tensors[name] = torch.frombuffer(raw, dtype=dtype).view(shape) if raw else torch.empty_strided(shape, (0,) * len(shape), dtype=dtype)
+    return tensors
+
+
 def load(path=None):
     import sys
 
-    sys.modules["wire"].dump = dump  # the part's process's own module: what it sends is the submission's to choose
+    wire = sys.modules["wire"]  # the part's process's own module: what it sends and reads is the submission's to choose
+    wire.dump, wire.load = dump, lambda payload: read(payload) if payload else {}
     return load_weights(BigNet(make_linear=ShapedLinear), path)
 """
 
