@@ -4,7 +4,7 @@ the public cases and on a hidden suite of the size staff make (`python -m grader
 checkpoints, 2 input batches, 2 training runs), and the course's own grader's rules
 (tests/course_grader.py). With each, the CPU seconds the part's processes used.
 Then the float16-compute style once more on the hidden suite, with a CPU burner on every core (two per core).
-A benchmark, not a test: about 25 minutes on 2 cores.
+A benchmark, not a test: about 12 minutes on 2 cores.
 
     python -m benchmarks.honest_corpus                    # every style
     python -m benchmarks.honest_corpus rank_8 simple_3bit  # some

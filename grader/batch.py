@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .canvas import Submission, submissions, without_zip
-from .grade import cpu_count
 from .parts import PARTS, WALL_FACTOR, GraderError
 from .reference import precompute
 from .report import write_json
@@ -46,10 +45,8 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
     for s in todo:
         (feedback / f"{s.id}.json").unlink(missing_ok=True)
     failures = {}  # ID -> why a grader process wrote no results (it timed out, it crashed)
-    jobs = jobs or 1
-    parts_side_by_side = max(1, cpu_count() // jobs)  # in each grader: about one process per core in all
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = {pool.submit(grade_in_process, s, feedback, hidden, timeout, parts_side_by_side): s for s in todo}
+    with ThreadPoolExecutor(jobs or 1) as pool:  # each grader, for credit, runs one part's process at a time
+        futures = {pool.submit(grade_in_process, s, feedback, hidden, timeout): s for s in todo}
         try:
             for done, future in enumerate(as_completed(futures), 1):
                 failure = future.result()
@@ -81,7 +78,7 @@ def graded_file(results_path: Path) -> str | None:
         return None
 
 
-def grade_in_process(submission: Submission, feedback: Path, hidden: str | None, timeout: float, jobs: int) -> str | None:
+def grade_in_process(submission: Submission, feedback: Path, hidden: str | None, timeout: float) -> str | None:
     """
     Grade one zip in a fresh grader process, for credit; returns why, when that process itself failed. It
     grades a copy named submission.zip in a folder only root can enter, and learns of the hidden cases from
@@ -97,8 +94,6 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
             str(copy),
             "-v",
             "--for-credit",
-            "--jobs",
-            str(jobs),
             "--timeout",
             str(timeout),
             "--json",

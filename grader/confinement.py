@@ -14,7 +14,8 @@ the submission is imported, and kept for the rest of its life: no restriction he
   the process's own memory (System V and POSIX shared memory, message queues, memfd, keyrings); no
   signal to any process but this one, and no other process's memory; no eviction of a file's cached
   pages and no asking whether they are cached (a loading process could leave the answering one bits
-  in the page cache); none of root's own calls (namespaces, mounts, modules, bpf, perf, open by handle).
+  in the page cache); no file locks (two live processes could talk through them); none of root's own
+  calls (namespaces, mounts, modules, bpf, perf, open by handle).
 
 Each returns what it achieved, or raises Unavailable saying why not; the grader reports it.
 This file runs in the part's process, so it imports nothing but the standard library.
@@ -143,7 +144,7 @@ SYSCALLS = {
         "preadv2": 327, "unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
         "bpf": 321, "perf_event_open": 298, "name_to_handle_at": 303, "open_by_handle_at": 304, "init_module": 175,
         "finit_module": 313, "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "iopl": 172, "ioperm": 173,
-        "reboot": 169, "swapon": 167, "swapoff": 168,
+        "reboot": 169, "swapon": 167, "swapoff": 168, "fcntl": 72, "flock": 73, "io_setup": 206, "io_submit": 209,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
@@ -158,7 +159,7 @@ SYSCALLS = {
         "preadv2": 286, "unshare": 97, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
         "bpf": 280, "perf_event_open": 241, "name_to_handle_at": 264, "open_by_handle_at": 265, "init_module": 105,
         "finit_module": 273, "delete_module": 106, "kexec_load": 104, "kexec_file_load": 294, "reboot": 142,
-        "swapon": 224, "swapoff": 225,
+        "swapon": 224, "swapoff": 225, "fcntl": 25, "flock": 32, "io_setup": 0, "io_submit": 2,
     }),
 }  # fmt: skip
 # Allowed only with these arguments: the flags of an open for reading (argument 1 of open, 2 of openat),
@@ -168,9 +169,13 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 SIGNALS = ("kill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
 # The page cache outlives a process: a loading process that evicted or loaded pages of a file the answering process
 # can read would leave it bits. So no call that evicts pages (fadvise, madvise's MADV_COLD and MADV_PAGEOUT) or asks
-# whether they are cached without loading them (mincore, cachestat, preadv2's RWF_NOWAIT).
+# whether they are cached without loading them (mincore, cachestat, preadv2's RWF_NOWAIT, Linux's own AIO).
 MADVISE_EVICTS = (20, 21)  # MADV_COLD, MADV_PAGEOUT: argument 2 of madvise
 RWF_NOWAIT = 0x8  # argument 5 of preadv2
+# A lock on a file anyone may read is seen by every process that asks (F_GETLK gives its place and length: 64 bits
+# a lock): two live processes could talk through them. So no record locks, leases or notifications (argument 1 of
+# fcntl: F_GETLK, F_SETLK, F_SETLKW, their OFD forms, F_SETLEASE, F_GETLEASE, F_NOTIFY), and no flock.
+FCNTL_LOCKS = (5, 6, 7, 36, 37, 38, 1024, 1025, 1026)
 CLONE_THREAD = 0x10000
 ALLOW, KILL = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
 EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO with the error
@@ -225,26 +230,28 @@ def forbid_syscalls() -> list[str]:
             (RETURN, 0, 0, ALLOW),
             (RETURN, 0, 0, EPERM),
         ]
+    program += refuse_values(numbers["madvise"], 2, MADVISE_EVICTS) + refuse_values(numbers["fcntl"], 1, FCNTL_LOCKS)
     program += [
-        (JUMP_IF_EQUAL, 0, 5, numbers["madvise"]),
-        (LOAD, 0, 0, argument(2)),
-        (JUMP_IF_EQUAL, 2, 0, MADVISE_EVICTS[0]),
-        (JUMP_IF_EQUAL, 1, 0, MADVISE_EVICTS[1]),
-        (RETURN, 0, 0, ALLOW),
-        (RETURN, 0, 0, EPERM),
         (JUMP_IF_EQUAL, 0, 4, numbers["preadv2"]),
         (LOAD, 0, 0, argument(5)),
         (JUMP_IF_BITS, 1, 0, RWF_NOWAIT),
         (RETURN, 0, 0, ALLOW),
         (RETURN, 0, 0, EPERM),
     ]
-    limited = ("clone", "clone3", *OPEN_FLAGS, *SIGNALS, "madvise", "preadv2")
+    limited = ("clone", "clone3", *OPEN_FLAGS, *SIGNALS, "madvise", "fcntl", "preadv2")
     refused = {name: nr for name, nr in numbers.items() if name not in limited}
     for nr in refused.values():
         program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]
     program.append((RETURN, 0, 0, ALLOW))
     install(program)
     return sorted(name for name in numbers if name not in ("clone", "clone3"))
+
+
+def refuse_values(number: int, k: int, values: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """The system call `number` refused (EPERM) when its argument k is one of `values`, allowed otherwise."""
+    block = [(JUMP_IF_EQUAL, 0, len(values) + 3, number), (LOAD, 0, 0, argument(k))]
+    block += [(JUMP_IF_EQUAL, len(values) - i, 0, value) for i, value in enumerate(values)]  # to the EPERM below
+    return block + [(RETURN, 0, 0, ALLOW), (RETURN, 0, 0, EPERM)]
 
 
 def install(program: list[tuple[int, int, int, int]]) -> None:

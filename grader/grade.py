@@ -124,6 +124,10 @@ def grade(
     if parts and len(selected) != len(set(parts)):
         raise GraderError(f"unknown part in {', '.join(parts)}; choose from: {', '.join(p.name for p in PARTS)}")
     for_credit = hidden is not None if for_credit is None else for_credit
+    # Parts side by side are processes alive at once: a loading process, which holds the weights, could talk to another
+    # part's answering process through the kernel (a lock, a futex, the clock). For credit, one process at a time.
+    if for_credit and (jobs or 1) > 1:
+        raise GraderError("grading for credit runs one part at a time; to use more cores, grade submissions side by side (batch --jobs)")
     return_freed_memory()
     uids = Uids()
     try:
@@ -145,7 +149,7 @@ def grade(
             start_parts = launcher(Path(tmp))
             grading = Grading(Path(tmp), Path(kept), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
             order = sorted(selected, key=lambda part: part.cpu_seconds, reverse=True)  # the slowest first: the last to finish is short
-            with ThreadPoolExecutor(jobs or min(len(selected), cpu_count())) as pool:
+            with ThreadPoolExecutor(1 if for_credit else jobs or min(len(selected), cpu_count())) as pool:
                 try:
                     runs = {part.name: pool.submit(grade_part, part, grading) for part in order}
                     results = {name: run.result() for name, run in runs.items()}

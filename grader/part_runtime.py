@@ -84,11 +84,7 @@ class Session:
         captured, x = {}, tensors["x"]
 
         def kept(value) -> bool:  # what a BigNet layer takes and gives: anything else cannot be compared with it
-            return (
-                isinstance(value, torch.Tensor)
-                and value.shape == x.shape
-                and value.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-            )
+            return isinstance(value, torch.Tensor) and value.shape == x.shape and wire.NAMES.get(value.dtype) in wire.FLOATS
 
         def keep(name: str):
             def hook(module, inputs, output):

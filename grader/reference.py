@@ -5,7 +5,7 @@ package (grader/trusted.py): the submission's files are never imported here.
 - checkpoint_path: the checkpoint file of a case, generated on first use: a public one from torch's
   generator and its seed (anyone can make it again), a hidden one from the secret seed through a
   cryptographic stream (SecretDraws), whose output reveals neither the seed nor the rest of it;
-- write_decoy: what an answering process loads, of the same names and shapes, from a fresh secret;
+- write_decoy: what an answering process loads, of the same names and shapes, from a fresh seed;
 - training_data: the noise task, drawn so that no tensor a part's process sees reveals the labels;
 - reference_outputs: the float32 BigNet's outputs;
 - output_limits: each part's output thresholds for a case. On the public case they are the ones in
@@ -77,8 +77,13 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
 
 
 def write_decoy(path: Path) -> None:
-    """A checkpoint of BigNet's names and shapes, from a secret drawn now and forgotten: what an answering process loads."""
-    trusted.make_checkpoint(path, draws=SecretDraws(secrets.token_bytes(32)))
+    """
+    A checkpoint of BigNet's names and shapes, from a seed drawn now and forgotten: what an answering
+    process loads. Its values need only be ones no part can know beforehand; they hide nothing, so
+    torch's generator draws them: 0.3 s of CPU time on every grading run, against 1.2 to 1.7 s for
+    SecretDraws (measured side by side).
+    """
+    trusted.make_checkpoint(path, seed=secrets.randbits(64))
 
 
 def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.nn.Linear]:

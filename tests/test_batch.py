@@ -91,7 +91,7 @@ def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, m
     monkeypatch.setattr(grader.batch.subprocess, "run", run)
     zip_path = starter_zip(tmp_path, "doejane_123_hw1")
     hidden = tmp_path / "staff-hidden.json"
-    failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10, 1)
+    failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10)
     assert failure == "the grader did not finish in time"
     assert (
         "doejane" not in seen["command"]

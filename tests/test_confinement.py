@@ -14,7 +14,7 @@ from grader.confinement import landlock_abi
 
 GRADER = Path(__file__).resolve().parent.parent / "grader"
 TRIES = """
-import ctypes, json, mmap, os, sys, threading
+import ctypes, fcntl, json, mmap, os, struct, sys, threading
 sys.path.insert(0, {grader!r})
 import confinement
 
@@ -24,6 +24,7 @@ confinement.restrict_files([{readable!r}, "/usr", "/lib", "/lib64", "/etc", "/de
 libc = ctypes.CDLL(None, use_errno=True)
 mapped = mmap.mmap(os.open({readable_file!r}, os.O_RDONLY), 0, access=mmap.ACCESS_COPY)  # a file's pages, mapped
 pages = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+IO_SETUP = confinement.SYSCALLS[__import__("platform").machine().lower()][1]["io_setup"]
 tries = {{
     "read the grader's file": lambda: open({secret!r}).read(),
     "write a file": lambda: open({outside!r}, "w"),
@@ -49,6 +50,9 @@ tries = {{
     "read only what is cached (preadv2, RWF_NOWAIT)": lambda: os.preadv(os.open({readable_file!r}, os.O_RDONLY), [bytearray(4)], 0, os.RWF_NOWAIT),
     "ask which pages are cached (mincore, through ctypes)": lambda: libc.mincore(ctypes.c_void_p(pages), 4096, ctypes.create_string_buffer(1)) == 0 or 1 / 0,
     "push pages out (madvise MADV_PAGEOUT, through ctypes)": lambda: libc.madvise(ctypes.c_void_p(pages), 4096, 21) == 0 or 1 / 0,
+    "ask whether a page is cached (Linux AIO, through ctypes)": lambda: libc.syscall(IO_SETUP, 8, ctypes.byref(ctypes.c_ulong(0))) == 0 or 1 / 0,
+    "lock a readable file (fcntl)": lambda: fcntl.fcntl(os.open({readable_file!r}, os.O_RDONLY), 37, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 8, 0)),
+    "lock a readable file (flock)": lambda: fcntl.flock(os.open({readable_file!r}, os.O_RDONLY), fcntl.LOCK_SH),
 }}
 results = {{}}
 for name, attempt in tries.items():
@@ -111,5 +115,7 @@ def test_seccomp_alone_refuses_writing_starting_signalling_and_tracing(tmp_path)
         "a socket",
         "evict a file's cached pages (posix_fadvise)",
         "read only what is cached (preadv2, RWF_NOWAIT)",
+        "lock a readable file (fcntl)",
+        "lock a readable file (flock)",
     } <= without  # what seccomp adds
     assert "read the parent's memory" not in without and "read the parent's command line" not in without  # Landlock: no /proc, no tracing

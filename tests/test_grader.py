@@ -19,7 +19,7 @@ import grader.grade
 from grader import launch, part_process
 from grader.grade import grade
 from grader.part_process import PROTECTIONS
-from grader.parts import PARTS
+from grader.parts import PARTS, GraderError
 from grader.protocol import MAX_LINE, MAX_PAYLOAD
 from grader.reference import checkpoint_path
 from grader.release import strip_markers
@@ -1030,14 +1030,14 @@ def test_the_self_check_runs_as_on_windows(tmp_path):
     assert "printed more than 4 MB" in lora
 
 
-def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
-    """Gradescope's default container has 768 MB for everything: a part takes the memory of its largest process, never of two."""
-    alive, most = set(), []
+def processes_alive_at_once(monkeypatch, package: Path, **options) -> tuple[list, list[int]]:
+    """Grade `package` counting its part's processes: (the parts' results, how many were alive as each started)."""
+    alive, counts = set(), []
     start, end = part_process.PartProcess.start, part_process.PartProcess.end
 
     def counted_start(process):
         alive.add(process)
-        most.append(len(alive))
+        counts.append(len(alive))
         return start(process)
 
     def counted_end(process):
@@ -1046,8 +1046,23 @@ def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
 
     monkeypatch.setattr(part_process.PartProcess, "start", counted_start)
     monkeypatch.setattr(part_process.PartProcess, "end", counted_end)
-    (part,) = grade(make_submission(tmp_path, []), suite=DEFAULT_CHECKPOINT, parts=("lora",)).parts
-    assert part.score == 30 and len(most) == 5 and max(most) == 1  # load, answer, and a training run's load, training and evaluation
+    return grade(package, suite=DEFAULT_CHECKPOINT, **options).parts, counts
+
+
+def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
+    """Gradescope's default container has 768 MB for everything: a part takes the memory of its largest process, never of two."""
+    (part,), counts = processes_alive_at_once(monkeypatch, make_submission(tmp_path, []), parts=("lora",))
+    assert part.score == 30 and len(counts) == 5 and max(counts) == 1  # load, answer, and a training run's load, training and evaluation
+
+
+def test_grading_for_credit_runs_one_process_at_a_time_in_all(tmp_path, monkeypatch):
+    """Processes alive at once could talk through the kernel while one holds the weights: for credit, parts take turns."""
+    parts, counts = processes_alive_at_once(
+        monkeypatch, make_submission(tmp_path, []), parts=("half_precision", "low_precision"), for_credit=True
+    )
+    assert [part.score for part in parts] == [20, 20] and len(counts) == 4 and max(counts) == 1
+    with pytest.raises(GraderError, match="grading for credit runs one part at a time"):
+        grade(tmp_path / "homework", suite=DEFAULT_CHECKPOINT, for_credit=True, jobs=2)
 
 
 def test_a_part_whose_python_cannot_import_its_packages_says_so_in_one_line(tmp_path, monkeypatch):
