@@ -124,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--for-credit", action="store_true", help="refuse to grade where the parts could reach what is secret (implied by --hidden)"
     )
+    p.add_argument(
+        "--jobs", type=whole_number, default=None, help="parts side by side in the self-check (default: one per core; for credit: 1)"
+    )
     add_common(p)
     return p
 
@@ -133,6 +136,7 @@ def batch_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="a folder of submission zips named ID.zip")
     p.add_argument("--out", default="results.csv", help="the CSV to write; feedback goes to a folder beside it")
     p.add_argument("--force", action="store_true", help="regrade submissions that already have results")
+    p.add_argument("--jobs", type=whole_number, default=None, help="submissions graded side by side (default 1; give it one per core)")
     add_common(p)
     return p
 
@@ -192,7 +196,6 @@ def canvas_parser() -> argparse.ArgumentParser:
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", metavar="CONFIG", help="the staff's hidden cases (JSON); default: $GRADER_HIDDEN, else the public cases")
-    p.add_argument("--jobs", type=whole_number, default=None, help="processes side by side (default: one per core)")
     p.add_argument(
         "--timeout",
         type=seconds,
