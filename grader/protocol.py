@@ -10,7 +10,7 @@ be written ahead; anything that is not the answer asked for, or a field or tenso
 bounds, stops the part (BadAnswer).
 
 A message is one JSON line, then `size` bytes of payload (wire.py's format, or nothing). This file
-runs in the part's process too: it imports only the standard library, torch and wire.py.
+runs in the part's process too: it imports only the standard library and wire.py.
 """
 
 import enum
