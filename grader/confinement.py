@@ -14,8 +14,9 @@ the submission is imported, and kept for the rest of its life: no restriction he
   the process's own memory (System V and POSIX shared memory, message queues, memfd, keyrings); no
   signal to any process but this one, and no other process's memory; no eviction of a file's cached
   pages and no asking whether they are cached (a loading process could leave the answering one bits
-  in the page cache); no file locks (two live processes could talk through them); none of root's own
-  calls (namespaces, mounts, modules, bpf, perf, open by handle).
+  in the page cache); no file locks (two live processes could talk through them); no change to a
+  file's times, mode, owner, flags or attributes (root owns root's files); none of root's own calls
+  (namespaces, mounts, modules, bpf, perf, open by handle).
 
 Each returns what it achieved, or raises Unavailable saying why not; the grader reports it.
 This file runs in the part's process, so it imports nothing but the standard library.
@@ -145,6 +146,10 @@ SYSCALLS = {
         "bpf": 321, "perf_event_open": 298, "name_to_handle_at": 303, "open_by_handle_at": 304, "init_module": 175,
         "finit_module": 313, "delete_module": 176, "kexec_load": 246, "kexec_file_load": 320, "iopl": 172, "ioperm": 173,
         "reboot": 169, "swapon": 167, "swapoff": 168, "fcntl": 72, "flock": 73, "io_setup": 206, "io_submit": 209,
+        "fchmod": 91, "fchown": 93, "utime": 132, "utimes": 235, "futimesat": 261, "utimensat": 280, "setxattr": 188,
+        "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197, "lremovexattr": 198, "fremovexattr": 199,
+        "setxattrat": 463, "removexattrat": 466, "file_setattr": 469, "ioctl": 16, "open_tree": 428, "move_mount": 429,
+        "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
     }),
     "aarch64": (0xC00000B7, {
         "clone": 220, "clone3": 435, "execve": 221, "execveat": 281, "ptrace": 117, "process_vm_readv": 270,
@@ -160,6 +165,10 @@ SYSCALLS = {
         "bpf": 280, "perf_event_open": 241, "name_to_handle_at": 264, "open_by_handle_at": 265, "init_module": 105,
         "finit_module": 273, "delete_module": 106, "kexec_load": 104, "kexec_file_load": 294, "reboot": 142,
         "swapon": 224, "swapoff": 225, "fcntl": 25, "flock": 32, "io_setup": 0, "io_submit": 2,
+        "fchmod": 52, "fchown": 55, "utimensat": 88, "setxattr": 5, "lsetxattr": 6, "fsetxattr": 7, "removexattr": 14,
+        "lremovexattr": 15, "fremovexattr": 16, "setxattrat": 463, "removexattrat": 466, "file_setattr": 469, "ioctl": 29,
+        "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "fspick": 433,
+        "mount_setattr": 442,
     }),
 }  # fmt: skip
 # Allowed only with these arguments: the flags of an open for reading (argument 1 of open, 2 of openat),
@@ -176,6 +185,10 @@ RWF_NOWAIT = 0x8  # argument 5 of preadv2
 # a lock): two live processes could talk through them. So no record locks, leases or notifications (argument 1 of
 # fcntl: F_GETLK, F_SETLK, F_SETLKW, their OFD forms, F_SETLEASE, F_GETLEASE, F_NOTIFY), and no flock.
 FCNTL_LOCKS = (5, 6, 7, 36, 37, 38, 1024, 1025, 1026)
+# A file's metadata outlives the process too, and Landlock does not guard it: a part run as root owns root's files, and
+# could change their times, modes, owners or attributes. So none of those calls, nor ioctl's inode flags and extended
+# attributes (FS_IOC_SETFLAGS, its 32-bit form, FS_IOC_FSSETXATTR: argument 1 of ioctl).
+IOCTL_SETS_FLAGS = (0x40086602, 0x40046602, 0x401C5820)
 CLONE_THREAD = 0x10000
 ALLOW, KILL = 0x7FFF0000, 0x80000000  # SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS
 EPERM, ENOSYS = 0x00050000 | 1, 0x00050000 | 38  # SECCOMP_RET_ERRNO with the error
@@ -231,6 +244,7 @@ def forbid_syscalls() -> list[str]:
             (RETURN, 0, 0, EPERM),
         ]
     program += refuse_values(numbers["madvise"], 2, MADVISE_EVICTS) + refuse_values(numbers["fcntl"], 1, FCNTL_LOCKS)
+    program += refuse_values(numbers["ioctl"], 1, IOCTL_SETS_FLAGS)
     program += [
         (JUMP_IF_EQUAL, 0, 4, numbers["preadv2"]),
         (LOAD, 0, 0, argument(5)),
@@ -238,7 +252,7 @@ def forbid_syscalls() -> list[str]:
         (RETURN, 0, 0, ALLOW),
         (RETURN, 0, 0, EPERM),
     ]
-    limited = ("clone", "clone3", *OPEN_FLAGS, *SIGNALS, "madvise", "fcntl", "preadv2")
+    limited = ("clone", "clone3", *OPEN_FLAGS, *SIGNALS, "madvise", "fcntl", "ioctl", "preadv2")
     refused = {name: nr for name, nr in numbers.items() if name not in limited}
     for nr in refused.values():
         program += [(JUMP_IF_EQUAL, 0, 1, nr), (RETURN, 0, 0, EPERM)]

@@ -53,6 +53,9 @@ tries = {{
     "ask whether a page is cached (Linux AIO, through ctypes)": lambda: libc.syscall(IO_SETUP, 8, ctypes.byref(ctypes.c_ulong(0))) == 0 or 1 / 0,
     "lock a readable file (fcntl)": lambda: fcntl.fcntl(os.open({readable_file!r}, os.O_RDONLY), 37, struct.pack("hhqqi4x", fcntl.F_RDLCK, 0, 0, 8, 0)),
     "lock a readable file (flock)": lambda: fcntl.flock(os.open({readable_file!r}, os.O_RDONLY), fcntl.LOCK_SH),
+    "give a readable file an attribute (setxattr)": lambda: os.setxattr({readable_file!r}, "user.weights", b"0123"),
+    "change a readable file's times (utime)": lambda: os.utime({readable_file!r}, (1, 1)),
+    "change a readable file's mode (fchmod)": lambda: os.fchmod(os.open({readable_file!r}, os.O_RDONLY), 0o644),
 }}
 results = {{}}
 for name, attempt in tries.items():
