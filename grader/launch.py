@@ -36,7 +36,12 @@ FIRST_UID, UIDS_PER_RUN, RUNS = 40_000, 100, 64  # uids 40000-46399: below 65536
 # of MB it no longer uses, and Gradescope's default container has 768 MB for everything. (Not for the
 # parts' processes: computing with 4 MB tensors, they would pay for fresh pages at every step.)
 MMAP_THRESHOLD = 2**20
-DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+# Of /dev and /etc, only what holds no one's secrets: a part run as root owns root's files, so it could read a disk (and
+# the hidden cases on it) or /etc/shadow, whatever Landlock allows beneath a folder.
+SYSTEM_FILES = (
+    "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom",
+    "/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group", "/etc/hosts", "/etc/os-release",
+)  # fmt: skip
 
 
 def prepare(root: Path, submission: Path, write_decoy, group: int | None) -> None:
@@ -270,13 +275,12 @@ def kill_group(pid: int) -> None:
 def python_folders(private: list[Path]) -> tuple[list[str], list[str]]:
     """
     (what a part's process may read, its sys.path): Python, its packages (site-packages, the user's
-    too), the system's libraries and configuration; never the folder the grader was started from or a
+    too), the system's libraries and a few of its files (SYSTEM_FILES); never the folder the grader was started from or a
     PYTHONPATH entry (a folder of submissions, say), nor one that holds, or lies in, one of the grader's
     private paths (its checkpoints, its homework package, the hidden configuration), nor /proc, where
     other processes' command lines are. Computed here, so that no private path is ever named to a part's process.
     """
-    # Of /dev, only what holds no one's data: a part run as root could otherwise read a disk, and the hidden cases on it.
-    system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/etc", "/sys", *DEVICES]
+    system = ["/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/share", "/lib", "/lib64", "/sys", *SYSTEM_FILES]
     roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
     sites = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
     private = [os.path.realpath(p) for p in private]
