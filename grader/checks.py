@@ -8,7 +8,7 @@ import math
 import torch
 
 from .parts import DRAW_SPREAD, MIN_TRAINABLE, TRAINING, Part, mb
-from .wire import DTYPES
+from .wire import torch_name
 
 
 def check_output(y: torch.Tensor, reference: torch.Tensor, max_limit: float, mean_limit: float | None) -> tuple[bool, str, dict]:
@@ -39,7 +39,7 @@ def check_memory(part: Part, memory: int) -> tuple[bool, str]:
 def check_adapters(part: Part, specs: dict, trainable: list[str]) -> tuple[bool, str]:
     """`specs`: the model's tensors' dtypes and shapes (wire.Spec), by name."""
     count = sum(specs[name].numel for name in trainable)
-    dtypes = sorted({str(DTYPES[specs[name].dtype]).removeprefix("torch.") for name in trainable})
+    dtypes = sorted({torch_name(specs[name].dtype) for name in trainable})
     checks = [
         fewer_than("trainable parameters", count, part.max_trainable, millions, why=" (the course's grader's cap)"),
         at_least("trainable parameters", count, MIN_TRAINABLE, millions),

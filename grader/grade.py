@@ -58,7 +58,7 @@ from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, o
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
 from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, random_inputs
-from .wire import DTYPES
+from .wire import torch_name
 
 PROBE = 16  # inputs on which a loading process's model and the answering process's are compared
 
@@ -361,13 +361,9 @@ def pin_differs(made: Pin, pin: Pin, here: str, there: str) -> str:
         if name not in pin.dtypes or name not in made.dtypes:
             return f"{name} is there {here if name in made.dtypes else there} and not {there if name in made.dtypes else here}"
         if made.dtypes[name] != pin.dtypes[name]:
-            return f"{name} is {dtype_words(made.dtypes[name])} {here} and {dtype_words(pin.dtypes[name])} {there}"
+            return f"{name} is {torch_name(made.dtypes[name])} {here} and {torch_name(pin.dtypes[name])} {there}"
     name = sorted(made.trainable ^ pin.trainable)[0]
     return f"{name} is trainable {here if name in made.trainable else there} and not {there if name in made.trainable else here}"
-
-
-def dtype_words(name: str) -> str:
-    return str(DTYPES[name]).removeprefix("torch.")
 
 
 def score_part(result: PartResult, grading: Grading, new_process) -> None:

@@ -157,9 +157,9 @@ def readable_by_others(path: Path) -> bool:
 def environment(home: Path) -> dict[str, str]:
     """
     The grader's environment, less anything of its own (GRADER_*: the hidden configuration's path, say)
-    and the folders it was started from (PWD, OLDPWD), with `home` for temporary files. HOME stays the user's: an interpreter finds the user's own
-    site-packages (pip install --user) through it, as the tools do. (PYTHON* variables are ignored
-    under -E; -X utf8 is UTF-8 mode.)
+    and the folders it was started from (PWD, OLDPWD), with `home` for temporary files. HOME stays the
+    user's: an interpreter finds the user's own site-packages (pip install --user) through it, as the
+    tools do. (PYTHON* variables are ignored under -E; -X utf8 is UTF-8 mode.)
     """
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("GRADER") and k not in ("PWD", "OLDPWD")}
     return {**inherited, "TMPDIR": str(home), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

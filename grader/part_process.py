@@ -190,7 +190,7 @@ class PartProcess:
         self.ask(Request(Ask.REPLACE, {"trainable": trainable}, tensors))
 
     def forward(self, x: torch.Tensor, profile: bool = False) -> Answer:
-        return self.ask(Request(Ask.FORWARD, {"profile": profile}, {"x": x}, Expect({"y": Bound(elements=x.numel())})))
+        return self.ask(Request(Ask.FORWARD, {"profile": profile}, {"x": x}, outputs("y", x)))
 
     def layers(self, x: torch.Tensor, names: list[str]) -> Tensors:
         """What goes in and out of each module named (as "NAME in", "NAME out"), where it is a float tensor of x's shape."""
@@ -198,10 +198,10 @@ class PartProcess:
         return self.ask(Request(Ask.LAYERS, {"names": names}, {"x": x}, Expect(ends, some=True))).tensors
 
     def train(self, x: torch.Tensor, lr: float) -> torch.Tensor:
-        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x}, features(x))).tensors.tensor("features")
+        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x}, outputs("features", x))).tensors.tensor("features")
 
     def step(self, gradient: torch.Tensor) -> torch.Tensor:
-        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient}, expect=features(gradient))).tensors.tensor("features")
+        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient}, expect=outputs("features", gradient))).tensors.tensor("features")
 
     def trained(self, specs: dict) -> Tensors:
         """The trainable parameters, each of the dtype and shape its load made it (`specs`: {name: wire.Spec})."""
@@ -271,9 +271,9 @@ class PartProcess:
         return innermost_frame(printed_since(), self.root / "code")
 
 
-def features(x: torch.Tensor) -> Expect:
-    """A training step's answer: the model's output, of at most x's size."""
-    return Expect({"features": Bound(elements=x.numel())})
+def outputs(name: str, x: torch.Tensor) -> Expect:
+    """The answer to a forward pass or a training step: the model's output for x, under `name`, of at most x's size."""
+    return Expect({name: Bound(elements=x.numel())})
 
 
 def widen(pipe: int) -> None:

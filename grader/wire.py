@@ -43,6 +43,11 @@ NAMES = {dtype: name for name, dtype in DTYPES.items()}
 FLOATS = frozenset({"F16", "BF16", "F32", "F64"})  # what outputs and features may be
 
 
+def torch_name(dtype: str) -> str:
+    """torch's name for one of safetensors' dtypes, as a student knows it: "float16" for "F16"."""
+    return str(DTYPES[dtype]).removeprefix("torch.")
+
+
 class Spec(NamedTuple):
     """One tensor in a payload: its dtype (safetensors' name), its shape, and where its bytes are in the data."""
 
