@@ -6,7 +6,8 @@ where a container sees its own cgroup (so grade.cpu_count reads the quota), as r
     sudo python -m benchmarks.gradescope_container [--python /opt/grader-python/bin/python] [--limits 0.5:768,0.5:600,0.5:4096]
 
 Prints, for each container: run_autograder's wall time, the score, the cgroup's peak memory (page cache
-included, which the kernel reclaims before it kills anything) and whether the kernel killed anything;
+included, which the kernel reclaims before it kills anything), the peak of what it cannot reclaim
+(anonymous memory and mapped files, sampled) and whether the kernel killed anything;
 and, sampled every 0.2 s, the peak of the tree's proportional set size (PSS: a page shared by the
 template and its forks counts once in all), split by what each process is.
 
@@ -69,7 +70,7 @@ def run_in_container(root: Path, python: str, cpus: float, memory_mb: int) -> di
     )
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": python}
     peaks: dict[str, int] = {}
-    peak_total = 0
+    peak_total = peak_resident = 0
     started = time.monotonic()
     (root / "results" / "results.json").unlink(missing_ok=True)  # run_autograder writes its own when Python itself dies
     with open(root / "results" / "stdout", "w") as log:
@@ -78,6 +79,7 @@ def run_in_container(root: Path, python: str, cpus: float, memory_mb: int) -> di
             pids = [int(p) for p in (memory / "cgroup.procs").read_text().split()]
             roles = pss_by_role(pids)
             peak_total = max(peak_total, sum(roles.values()))
+            peak_resident = max(peak_resident, resident(memory))
             for role, pss in roles.items():
                 peaks[role] = max(peaks.get(role, 0), pss)
             time.sleep(0.2)
@@ -92,7 +94,21 @@ def run_in_container(root: Path, python: str, cpus: float, memory_mb: int) -> di
         group.rmdir()
     results = json.loads((root / "results" / "results.json").read_text())
     failed = [t["name"] for t in results.get("tests", []) if t.get("status") == "failed" or t.get("score", 0) < t.get("max_score", 0)]
-    return {"seconds": seconds, "score": results.get("score"), "failed": failed, "peak_pss": peak_total, "peaks": peaks, **figures}
+    return {
+        "seconds": seconds,
+        "score": results.get("score"),
+        "failed": failed,
+        "peak_pss": peak_total,
+        "peak_resident": peak_resident,
+        "peaks": peaks,
+        **figures,
+    }
+
+
+def resident(memory: Path) -> int:
+    """What the cgroup holds that the kernel cannot take back without killing or thrashing: anonymous memory and mapped files (torch's libraries)."""
+    stat = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
+    return int(stat["total_rss"]) + int(stat["total_mapped_file"]) + int(stat["total_shmem"])
 
 
 def main() -> None:
@@ -118,9 +134,9 @@ def main() -> None:
         subprocess.run(["cp", "-r", "homework", str(root / "submission")], check=True)
         (root / "results").mkdir()
         print(
-            "| container | run_autograder | score | cgroup peak (page cache included) | peak PSS of the tree | grading process | template | part processes |"
+            "| container | run_autograder | score | cgroup peak (page cache included) | cgroup peak resident (anonymous and mapped) | peak PSS of the tree | grading process | template | part processes |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for limit in options.limits.split(","):
             cpus, megabytes = float(limit.split(":")[0]), int(limit.split(":")[1])
             r = run_in_container(root, options.python, cpus, megabytes)
@@ -128,7 +144,7 @@ def main() -> None:
             outcome = f"{r['seconds']:.0f} s" + (", a process killed: out of memory" if r["killed"] else "")
             score = f"{r['score']}" + (f" ({len(r['failed'])} tests failed: {'; '.join(r['failed'])[:200]})" if r["failed"] else "")
             print(
-                f"| {cpus:g} CPU, {megabytes} MB | {outcome} | {score} | {mb(r['peak'])} | {mb(r['peak_pss'])} | "
+                f"| {cpus:g} CPU, {megabytes} MB | {outcome} | {score} | {mb(r['peak'])} | {mb(r['peak_resident'])} | {mb(r['peak_pss'])} | "
                 f"{mb(r['peaks'].get('grading process', 0))} | {mb(r['peaks'].get('template', 0))} | {mb(r['peaks'].get('part processes', 0))} |",
                 flush=True,
             )

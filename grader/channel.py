@@ -10,7 +10,7 @@ import os
 import queue
 import threading
 
-from .protocol import MAX_LINE, MAX_PAYLOAD, binary_mode, take_message
+from .protocol import MAX_LINE, MAX_PAYLOAD, binary_mode, take_message, write_all
 
 UNREAD_LIMIT = MAX_LINE + MAX_PAYLOAD + 2**20  # more than any message may be: the reader waits until it is taken
 
@@ -28,8 +28,9 @@ class Channel:
         threading.Thread(target=self._write, args=(requests,), daemon=True).start()
         threading.Thread(target=self._read, args=(answers,), daemon=True).start()
 
-    def send(self, data: bytes) -> None:
-        self.outbox.put(data)
+    def send(self, *pieces: bytes) -> None:
+        """Queue `pieces` to be written one after the other (protocol.encode); never blocks."""
+        self.outbox.put(pieces)
 
     def take(self, timeout: float) -> tuple[dict, bytes] | None:
         """
@@ -55,9 +56,8 @@ class Channel:
 
     def _write(self, fd: int) -> None:
         try:
-            for data in iter(self.outbox.get, None):
-                while data:
-                    data = data[os.write(fd, data) :]
+            for pieces in iter(self.outbox.get, None):
+                write_all(fd, *pieces)
         except OSError:  # the process ended (a broken pipe): the reader sees it end, and says so
             pass
         finally:

@@ -26,7 +26,7 @@ Within a part:
 - extra credit: all-or-nothing for the whole part.
 """
 
-import os
+import dataclasses
 import platform
 import sys
 import tempfile
@@ -50,10 +50,11 @@ from .checks import (
     time_warning,
 )  # fmt: skip
 from .confinement import SYSCALLS, landlock_abi
+from .container import memory_limit, parts_side_by_side
 from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
 from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
-from .protocol import BadAnswer, PartStopped, Stop, one_line, printable
+from .protocol import Answer, BadAnswer, PartStopped, Stop, one_line, printable
 from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, write_decoy
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
@@ -149,10 +150,14 @@ def grade(
             start_parts = launcher(Path(tmp))
             grading = Grading(Path(tmp), Path(kept), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
             order = sorted(selected, key=lambda part: part.cpu_seconds, reverse=True)  # the slowest first: the last to finish is short
-            with ThreadPoolExecutor(1 if for_credit else jobs or min(len(selected), cpu_count())) as pool:
+            with ThreadPoolExecutor(1 if for_credit else jobs or parts_side_by_side(len(selected))) as pool:
                 try:
                     runs = {part.name: pool.submit(grade_part, part, grading) for part in order}
                     results = {name: run.result() for name, run in runs.items()}
+                    # A part the system killed, as when memory runs out (its own, or with other parts' beside it), once more alone.
+                    for part in order:
+                        if results[part.name].stop is Stop.KILLED:
+                            results[part.name] = grade_part(part, grading, last_try=True)
                 except KeyboardInterrupt:
                     STOP.set()  # the part processes run in their own sessions: Ctrl-C reaches only us
                     raise
@@ -163,7 +168,17 @@ def grade(
     sandbox = {"separate users": uids.note if uids.separate else f"unavailable: {uids.note}"}
     sandbox.update(dict.fromkeys(PROTECTIONS, "not set up: no part's process got that far"))
     sandbox.update(next((r.protections for r in results.values() if r.protections), {}))
-    return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox)
+    killed = [results[part.name].part.title for part in selected if results[part.name].stop is Stop.KILLED]
+    notes = [out_of_memory(killed)] if killed else []
+    return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox, notes)
+
+
+def out_of_memory(titles: list[str]) -> str:
+    """For the staff: which parts could not be graded because memory ran out, and what to do about it."""
+    limit = memory_limit()
+    where = f"the container's memory ({limit / 2**20:.0f} MB)" if limit else "this machine's memory"
+    fix = "give the autograder more memory (Gradescope: Autograder Settings)" if limit else "close other programs"
+    return f"{where} ran out while grading {', '.join(titles)}, twice: {fix}, and grade the submission again"
 
 
 def seccomp_available() -> bool:
@@ -205,31 +220,12 @@ def required_protections(protections: dict, grading: Grading) -> None:
         )
 
 
-def cpu_count() -> int:
+def grade_part(part: Part, grading: Grading, last_try: bool = False) -> PartResult:
     """
-    The cores this process may use: a container may allow fewer than the machine has, by affinity or by
-    a CPU quota. Gradescope's default is half a core: parts side by side there would share it, each
-    slowed past its time limit, so they run one after another.
+    Every case of `part`, scored; a part whose process stops scores 0 on all of them, for one reason. A
+    part the system killed (Stop.KILLED) is tried again, alone (grade); on the `last_try`, its reason
+    tells the student it was not graded, rather than that their code failed.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    quota = cpu_quota()
-    return max(1, min(cores, int(quota))) if quota else cores
-
-
-def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup")) -> float | None:
-    """The container's CPU quota in cores (its cgroup, as a container sees it at /sys/fs/cgroup), or None for none."""
-    try:
-        quota, period = (cgroup / "cpu.max").read_text().split()  # cgroup v2: "50000 100000", or "max 100000"
-    except (OSError, ValueError):
-        try:
-            quota, period = ((cgroup / "cpu" / f"cpu.cfs_{name}_us").read_text() for name in ("quota", "period"))  # v1: -1 for none
-        except OSError:
-            return None
-    return None if quota.strip() in ("max", "-1") else int(quota) / int(period)
-
-
-def grade_part(part: Part, grading: Grading) -> PartResult:
-    """Every case of `part`, scored; a part whose process stops scores 0 on all of them, for one reason."""
     started = time.monotonic()
     result = PartResult(part, plan_cases(part, grading.suite))
     budget = Budget(grading.timeout, WALL_FACTOR * grading.timeout)
@@ -243,6 +239,11 @@ def grade_part(part: Part, grading: Grading) -> PartResult:
         score_part(result, grading, new_process)
     except PartStopped as stopped:
         result.stop, result.reason = stopped.stop, stopped.reason
+        if stopped.stop is Stop.KILLED and last_try:
+            result.reason = (
+                "not graded: the system killed this part's process twice, as it does when the machine grading it runs out of memory;"
+                " the grader's own limits were not reached, so this says nothing of your code"
+            )
     except GraderError:
         raise
     except Exception as e:  # the grader's own failure, on this part alone: the others are graded as usual
@@ -285,9 +286,6 @@ class Loaded:
         """The model's memory: each tensor's element count times its element size, which is all it can carry."""
         return sum(spec.nbytes for spec in self.specs.values())
 
-    def payload(self) -> bytes:
-        return self.file.read_bytes()
-
 
 @dataclass(frozen=True)
 class Pin:
@@ -308,22 +306,25 @@ def load_elsewhere(process: PartProcess, checkpoint: Path, grading: Grading, pro
     """
     with process:
         required_protections(process.start(), grading)
-        answer = process.load(checkpoint, send=True)
-        tensors, trainable = answer.tensors, answer.fields["trainable"]
-        if answer.fields["dtypes"] != tensors.dtypes() or not set(trainable) <= tensors.specs.keys():
-            raise BadAnswer("its answer to load does not hold the tensors it names")
-        y = None
+        loaded = kept(process.load(checkpoint, send=True), grading.kept / f"{process.folder.name}.safetensors")
         if probe is not None:
             try:
-                y = process.forward(probe).tensors.tensor("y")
+                loaded = dataclasses.replace(loaded, probe=process.forward(probe).tensors.tensor("y"))
             except PartStopped as stopped:
                 if stopped.stop != Stop.RAISED:
                     raise
                 # it raised: the answering process will raise too, and say so in the output case
-    file = grading.kept / f"{process.folder.name}.safetensors"
+    return loaded
+
+
+def kept(answer: Answer, file: Path) -> Loaded:
+    """A loading process's answer, checked and saved to `file`: its bytes are let go of before anything else is asked."""
+    tensors, trainable = answer.tensors, answer.fields["trainable"]
+    if answer.fields["dtypes"] != tensors.dtypes() or not set(trainable) <= tensors.specs.keys():
+        raise BadAnswer("its answer to load does not hold the tensors it names")
     tensors.save(file)
     digests = {name: tensors.digest(name) for name in tensors.specs if name not in trainable}
-    return Loaded(file, tensors.specs, trainable, digests, y)
+    return Loaded(file, tensors.specs, trainable, digests, None)
 
 
 def answering(process: PartProcess, grading: Grading, pin: Pin | None = None) -> Pin:
@@ -352,7 +353,7 @@ def put_in_place(process: PartProcess, loaded: Loaded, pin: Pin) -> None:
                 " it must build tensors of the same names, dtypes and trainable flags whatever the weights' values"
             ),
         )
-    process.replace(loaded.payload(), loaded.trainable)
+    process.replace(loaded.file, loaded.trainable)
 
 
 def pin_differs(made: Pin, pin: Pin, here: str, there: str) -> str:

@@ -103,6 +103,7 @@ class PartProcess:
         self.channel: Channel | None = None
         self.protections: dict = {}  # what it set up (start)
         self.checked = 0.0  # when its time and memory were last read
+        self.killed = False  # by the grader, past its wall-clock limit
 
     def __enter__(self) -> "PartProcess":
         return self
@@ -128,6 +129,7 @@ class PartProcess:
             self.returncode = self.launcher.poll(self.pid)
             if self.returncode is None:
                 if time.monotonic() > self.budget.wall_deadline:
+                    self.killed = True
                     self.launcher.kill(self.pid)
                 time.sleep(0.01)
         self.launcher.kill(self.pid)  # whatever it started, too
@@ -185,8 +187,8 @@ class PartProcess:
             path.chmod(0o400)
         return self.ask(Request(Ask.LOAD, {"path": str(path), "send": send}, expect=Expect(model=send)))
 
-    def replace(self, tensors: bytes, trainable: list[str]) -> None:
-        """The model's tensors, as a payload a load answered with (wire.Tensors.encode)."""
+    def replace(self, tensors: bytes | Path, trainable: list[str]) -> None:
+        """The model's tensors, as a payload a load answered with (wire.Tensors.encode), or the file it was saved in."""
         self.ask(Request(Ask.REPLACE, {"trainable": trainable}, tensors))
 
     def forward(self, x: torch.Tensor, profile: bool = False) -> Answer:
@@ -213,18 +215,29 @@ class PartProcess:
     def ask(self, request: Request) -> Answer:
         """Send `request` and wait for its answer; raises PartStopped when there is none to be had."""
         assert request.ask in CONTRACTS
-        self.channel.send(request.encode())
+        self.channel.send(*request.encode())
         while True:
             try:
                 message = self.channel.take(POLL_SECONDS)
             except ValueError as e:
                 raise BadAnswer(f"it sent something that is not a message ({e})") from None
             except EOFError:
-                raise PartStopped(Stop.CRASHED, exit_reason(self.ended())) from None
+                raise self.died() from None
             if message:
                 return check_answer(request, *message)
             if time.monotonic() >= self.checked + POLL_SECONDS:  # not on every read: a model's tensors come in many
                 self.watch()
+
+    def died(self) -> PartStopped:
+        """
+        Why the process ended without answering: it exited or crashed, or something other than the grader
+        killed it: the kernel kills the process with the highest oom_score_adj (a part's: part_runtime.py)
+        when the machine's, or the container's, memory runs out.
+        """
+        returncode = self.ended()
+        if returncode == -signal.SIGKILL and not self.killed:
+            return PartStopped(Stop.KILLED, "killed by the system (SIGKILL), as happens when the machine's memory runs out")
+        return PartStopped(Stop.CRASHED, exit_reason(returncode))
 
     def watch(self) -> None:
         """Stop the part (PartStopped) when its time or memory has run out, or on Ctrl-C."""

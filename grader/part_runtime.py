@@ -174,6 +174,7 @@ def answerable(y, x: torch.Tensor) -> torch.Tensor:
 def main(requests: int, answers: int) -> None:
     start, _ = protocol.read_message(requests)  # START: where the submission is, what the process may read
     die_with_parent()
+    first_to_go(1000)  # when memory runs out, a part's process is killed, never the grading process
     if protocol.STACK_SIGNAL is not None:
         faulthandler.register(protocol.STACK_SIGNAL, all_threads=True)  # to our output, which the grading process reads
     limit_resources(start["memory_cap"], start["output_cap"])
@@ -181,20 +182,39 @@ def main(requests: int, answers: int) -> None:
     warm_up()
     sys.path[:] = [start["submission"], *start["path"]]  # the submission's `homework` package, then Python's own
     protections = confine(start)
-    write_all(answers, protocol.encode({"nonce": start["nonce"], "protections": protections}))
+    protocol.write_all(answers, *protocol.encode({"nonce": start["nonce"], "protections": protections}))
     handlers = Session(start["part"]).handlers()
-    while True:
-        try:
-            header, payload = protocol.read_message(requests)
-        except EOFError:
-            return
-        try:
-            fields, tensors = handlers[Ask(header["ask"])](header, wire.load(payload))
-            message = protocol.encode({"nonce": header["nonce"], **fields}, wire.dump(tensors))
-        except BaseException as e:  # the submission's own errors, sys.exit included
-            message = protocol.encode({"nonce": header["nonce"], "error": describe(e, start)})
-        flush_output()  # what it printed is in its output before the grading process, answered, may end it
-        write_all(answers, message)
+    while answer(requests, answers, handlers, start):
+        pass
+
+
+def answer(requests: int, answers: int, handlers: dict, start: dict) -> bool:
+    """
+    Read one request and write its answer (False: the grader closed the pipe). What they took, a model's
+    bytes in each, is let go on return, not held while the next request is awaited.
+    """
+    try:
+        header, payload = protocol.read_message(requests)
+    except EOFError:
+        return False
+    try:
+        fields, tensors = handlers[Ask(header["ask"])](header, wire.load(payload))
+        message = protocol.encode({"nonce": header["nonce"], **fields}, wire.dump(tensors))
+    except BaseException as e:  # the submission's own errors, sys.exit included
+        message = protocol.encode({"nonce": header["nonce"], "error": describe(e, start)})
+    flush_output()  # what it printed is in its output before the grading process, answered, may end it
+    protocol.write_all(answers, *message)
+    hand_back_memory()
+    return True
+
+
+def hand_back_memory() -> None:
+    """
+    glibc keeps the memory of freed tensors of a few MB for the next ones: a load's temporary tensors
+    would stay this process's while the grading process and the next process need memory (Gradescope's
+    default container has 768 MB for all of them). Elsewhere the allocator decides.
+    """
+    getattr(confinement.LIBC, "malloc_trim", lambda pad: 0)(0)
 
 
 def flush_output() -> None:
@@ -203,11 +223,6 @@ def flush_output() -> None:
             stream.flush()
         except Exception:  # past the output limit, or a stream the submission replaced
             pass
-
-
-def write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def confine(start: dict) -> dict:
@@ -249,6 +264,19 @@ def die_with_parent() -> None:
     prctl = getattr(confinement.LIBC, "prctl", None)  # Linux's alone
     if prctl is not None:
         prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+
+def first_to_go(adjustment: int) -> None:
+    """
+    Linux: when the machine's (or the container's) memory runs out, the kernel kills the process whose
+    oom_score_adj (-1000 to 1000) and size score highest. Raising one's own needs no privilege; the
+    grading process keeps 0, so it lives to say what happened and grade the part again (grade.py).
+    """
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(adjustment))
+    except OSError:  # not Linux
+        pass
 
 
 def warm_up() -> None:
@@ -331,6 +359,7 @@ def template(control: int) -> None:
     import json
     import socket
 
+    first_to_go(500)  # after a part's process, before the grading process: the grading process must live to report
     # The homework's requirements, and what an optimizer's first step imports (torch._dynamo, 800 modules,
     # 2 s), imported once for every part's process.
     for name in ("fire", "numpy", "torch._dynamo"):

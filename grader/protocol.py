@@ -19,6 +19,7 @@ import os
 import secrets
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 if __package__:  # the grading process: grader.wire
     from . import wire
@@ -165,7 +166,8 @@ class Stop(enum.Enum):
 
     RAISED = "raised"  # the submission raised
     TIMEOUT = "timeout"
-    CRASHED = "crashed"  # killed, ran out of memory, exited, died
+    CRASHED = "crashed"  # killed by the grader (its memory or output), exited, died
+    KILLED = "killed by the system"  # not by the grader: the kernel does this when the machine's memory runs out
     REFUSED = "refused"  # it broke a rule: answered what was not asked
     GRADER_FAILED = "grader failed"  # the grader's own failure, on this part only
 
@@ -187,7 +189,7 @@ class BadAnswer(PartStopped):
 class Request:
     ask: Ask
     fields: dict = field(default_factory=dict)  # plain JSON values
-    tensors: dict | bytes = field(default_factory=dict)  # by name, or a payload already in wire.py's format (a model passed on)
+    tensors: dict | bytes | Path = field(default_factory=dict)  # by name, or a payload in wire.py's format (a model passed on), or its file
     expect: Expect = field(default_factory=Expect)  # the tensors its answer must hold
     nonce: str = field(default_factory=lambda: secrets.token_hex(8))
 
@@ -196,8 +198,8 @@ class Request:
         assert set(self.fields) == set(contract.fields), f"{self.ask.value} takes {contract.fields}"
         assert contract.tensors is None or set(self.tensors) == set(contract.tensors), f"{self.ask.value} takes tensors {contract.tensors}"
 
-    def encode(self) -> bytes:
-        payload = self.tensors if isinstance(self.tensors, bytes) else wire.dump(self.tensors)
+    def encode(self) -> tuple:
+        payload = self.tensors if isinstance(self.tensors, (bytes, Path)) else wire.dump(self.tensors)
         return encode({"ask": self.ask.value, "nonce": self.nonce, **self.fields}, payload)
 
 
@@ -207,8 +209,26 @@ class Answer:
     tensors: "wire.Tensors"
 
 
-def encode(header: dict, payload: bytes = b"") -> bytes:
-    return b"".join([json.dumps({**header, "size": len(payload)}).encode(), b"\n", payload])
+def encode(header: dict, payload: bytes | Path = b"") -> tuple:
+    """
+    A message, as the two pieces written one after the other (write_all): its header line, and its
+    payload, tens of MB never copied into one; a payload in a file is read from it as it is written.
+    """
+    size = payload.stat().st_size if isinstance(payload, Path) else len(payload)
+    return json.dumps({**header, "size": size}).encode() + b"\n", payload
+
+
+def write_all(fd: int, *pieces: bytes | Path) -> None:
+    """Each piece in turn, in as many writes as the pipe takes, each from a view of what is left: not a copy of tens of MB each time."""
+    for piece in pieces:
+        if isinstance(piece, Path):  # 1 MB at a time: a model passed on is never all in memory here
+            with open(piece, "rb") as file:
+                while chunk := file.read(2**20):
+                    write_all(fd, chunk)
+            continue
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(fd, view) :]
 
 
 def take_message(buffer: bytearray) -> tuple[tuple[dict, bytes | memoryview] | None, bytearray]:

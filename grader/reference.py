@@ -23,6 +23,7 @@ import os
 import secrets
 from pathlib import Path
 
+import safetensors.torch
 import torch
 
 from . import trusted
@@ -71,9 +72,14 @@ def checkpoint_path(checkpoint: Checkpoint) -> Path:
         path = HIDDEN_DIR / f"seed{checkpoint.seed}-{checkpoint.family}.pth"
     if not path.exists():  # force: a grader side by side may have just made it too
         trusted.make_checkpoint(path, checkpoint.seed, checkpoint.family, SecretDraws(key) if checkpoint.secret else None)
-    if running_as_root():  # as root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read
-        path.chmod(0o600)
+    private(path)
     return path
+
+
+def private(path: Path) -> None:
+    """As root, parts run as users of their own (launch.Uids): the grader's files are not theirs to read."""
+    if running_as_root():
+        path.chmod(0o600)
 
 
 def write_decoy(path: Path) -> None:
@@ -108,14 +114,37 @@ def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, 
 
 @functools.cache
 def reference_outputs(suite: Suite) -> dict:
-    """{(checkpoint, inputs): BigNet's output} for every case of `suite`."""
+    """
+    {(checkpoint, inputs): BigNet's output} for every case of `suite`, each computed once and kept in
+    checkpoints/hidden/ (as private as the checkpoints), under a name made of what it is computed from:
+    the checkpoint's file, the grader's BigNet and inputs (output_file). A grading run then reads 1 MB
+    per case instead of mapping 72 MB of weights and computing; a changed file computes it again.
+    """
     outputs = {}
-    with one_thread(), torch.no_grad():
-        for checkpoint in suite.checkpoints:
-            net = mapped_bignet(checkpoint)
-            for inputs in suite.inputs:
-                outputs[checkpoint, inputs] = net(trusted.random_inputs(inputs.n, inputs.seed))
+    for checkpoint in suite.checkpoints:
+        for inputs in suite.inputs:
+            path = output_file(checkpoint, inputs)
+            try:
+                outputs[checkpoint, inputs] = safetensors.torch.load_file(path)["y"]
+            except (OSError, safetensors.SafetensorError, KeyError):  # not made yet, or cut short: made again
+                with one_thread(), torch.no_grad():
+                    outputs[checkpoint, inputs] = y = mapped_bignet(checkpoint)(trusted.random_inputs(inputs.n, inputs.seed))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_suffix(f".{os.getpid()}.tmp")
+                safetensors.torch.save_file({"y": y}, temporary)
+                private(temporary)
+                os.replace(temporary, path)  # atomic: graders side by side in a batch may read it meanwhile
     return outputs
+
+
+def output_file(checkpoint: Checkpoint, inputs: Inputs) -> Path:
+    """Where BigNet's output on a case is kept: named by a digest of the checkpoint's file (name, size, time), BigNet's code and the inputs."""
+    file = checkpoint_path(checkpoint)
+    made = file.stat()
+    digest = hashlib.blake2b(f"{file.name} {made.st_size} {made.st_mtime_ns} {inputs.seed} {inputs.n}".encode(), digest_size=12)
+    for name in ("bignet.py", "data.py"):  # BigNet's layers, and how inputs are drawn
+        digest.update((trusted.HOMEWORK_DIR / name).read_bytes())
+    return HIDDEN_DIR / f"output-{digest.hexdigest()}.safetensors"
 
 
 def output_limits(part: Part, suite: Suite) -> dict:
@@ -139,10 +168,9 @@ def error_scales(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tuple[f
 
 
 def precompute(suite: Suite) -> None:
-    """Make `suite`'s checkpoints and reference errors ahead of grading: once for a batch (before graders run side
+    """Make `suite`'s checkpoints, BigNet's outputs and the reference errors ahead of grading: once for a batch (before graders run side
     by side and would each make them), once in a Gradescope image (instead of once per submission)."""
-    for checkpoint in suite.checkpoints:
-        checkpoint_path(checkpoint)
+    reference_outputs(suite)  # the checkpoints too
     for part in PARTS:
         output_limits(part, suite)
 

@@ -52,6 +52,8 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
     lines.append(total + f"  ({report.seconds:.0f} s)")
     if verbose and report.sandbox:
         lines.append(paint("Sandbox: " + "; ".join(f"{name}: {what}" for name, what in report.sandbox.items()), "dim"))
+    if verbose:
+        lines += [paint(f"Note: {note}", "partial") for note in report.notes]
     return "\n".join(lines)
 
 
@@ -112,6 +114,7 @@ def summary(report: Report) -> dict:
         "parts": parts,
         "total": report.total,
         "extra_credit": report.extra_credit,
+        "notes": report.notes,
     }
 
 

@@ -56,6 +56,7 @@ class Report:
     parts: list[PartResult]
     seconds: float = 0.0
     sandbox: dict = field(default_factory=dict)  # protection -> what it achieved, or why it is unavailable
+    notes: list[str] = field(default_factory=list)  # for the staff: what went wrong on the grading machine, and what to do
 
     @property
     def total(self) -> float:

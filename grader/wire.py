@@ -6,8 +6,8 @@ Nothing else crosses: no pickle, no compression, no strides, no storage offsets,
 between tensors. So a tensor carries its elements and nothing more, and what it costs is what it is:
 its element count times its element size.
 
-A part's process writes and reads the format with the safetensors package (dump, load). The
-grading process reads what a part's process sent with Tensors.parse, which checks the header alone,
+A part's process writes the format with the safetensors package (dump) and reads it as the grading
+process does (load). The grading process reads what a part's process sent with Tensors.parse, which checks the header alone,
 before any byte is decoded, and refuses (ValueError) a header whose places do not tile the payload
 exactly, an unknown dtype, more than MAX_DIMS dimensions or more than MAX_TENSORS tensors. It then
 decodes only what it scores (Tensors.tensor) and passes the rest on as bytes (Tensors.encode).
@@ -214,5 +214,9 @@ def dtype_name(name: str, tensor: torch.Tensor) -> str:
 
 
 def load(payload: bytes) -> dict:
-    """A payload as {name: tensor}, read by the safetensors package."""
-    return safetensors.torch.load(bytes(payload)) if payload else {}
+    """
+    A payload as {name: tensor}, each decoded from the payload in turn: one copy of a model's bytes at a
+    time beside the payload (the safetensors package's own reader takes two more).
+    """
+    tensors = Tensors.parse(payload)
+    return {name: tensors.tensor(name) for name in tensors.specs}

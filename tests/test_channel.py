@@ -37,10 +37,10 @@ def read_exactly(fd: int, n: int) -> bytes:
 
 def test_a_request_goes_out_and_an_answer_comes_back_in_pieces(pipes):
     channel, requests, answers = pipes
-    request = encode({"ask": "forward", "nonce": "n"}, dump({"x": torch.ones(3)}))
-    channel.send(request)
+    request = b"".join(encode({"ask": "forward", "nonce": "n"}, dump({"x": torch.ones(3)})))
+    channel.send(request[:10], request[10:])
     assert read_exactly(requests, len(request)) == request
-    answer = encode({"nonce": "n", "products": {}})
+    answer = b"".join(encode({"nonce": "n", "products": {}}))
     os.write(answers, answer[:5])
     assert channel.take(0.05) is None  # not all there yet
     os.write(answers, answer[5:])
@@ -56,7 +56,7 @@ def test_a_send_never_blocks_though_the_part_reads_nothing(pipes):
 
 def test_an_ended_process_is_an_end_of_file_after_its_last_message(pipes):
     channel, _, answers = pipes
-    os.write(answers, encode({"nonce": "n"}))
+    os.write(answers, b"".join(encode({"nonce": "n"})))
     os.close(answers)
     assert channel.take(1.0) == ({"nonce": "n", "size": 0}, b"")
     with pytest.raises(EOFError):

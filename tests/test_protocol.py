@@ -25,7 +25,7 @@ FORWARD = Expect({"y": Bound(elements=6)})
 
 def answer_to(request: Request, fields: dict, tensors: dict | bytes | None = None, nonce: str | None = None):
     payload = tensors if isinstance(tensors, bytes) else dump(tensors or {})
-    message, rest = take_message(encode({"nonce": request.nonce if nonce is None else nonce, **fields}, payload))
+    message, rest = take_message(b"".join(encode({"nonce": request.nonce if nonce is None else nonce, **fields}, payload)))
     assert rest == b""
     return check_answer(request, *message)
 
