@@ -3,7 +3,7 @@ Gradescope's default container, simulated: the autograder (python -m grader grad
 reference with hidden cases inside a cgroup with Gradescope's default CPU quota and memory limit, bound
 where a container sees its own cgroup (so grade.cpu_count reads the quota), as root, as Gradescope runs it.
 
-    sudo python -m benchmarks.gradescope_container [--python /opt/grader-python/bin/python] [--limits 0.5:768,0.5:600,0.5:4096]
+    sudo python -m benchmarks.gradescope_container [--python /opt/grader-python/bin/python] [--limits 0.5:768,0.5:600,0.5:4096] [--style float16_compute]
 
 Prints, for each container: run_autograder's wall time, the score, the cgroup's peak memory (page cache
 included, which the kernel reclaims before it kills anything), the peak of what it cannot reclaim
@@ -26,6 +26,7 @@ from pathlib import Path
 
 from grader.gradescope import build, check
 from grader.suite import make_hidden
+from tests.corpus import honest_package
 
 CGROUP = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
@@ -118,6 +119,7 @@ def main() -> None:
         default=sys.executable,
         help="the Python that run_autograder uses (readable by other users: the parts run as users of their own)",
     )
+    parser.add_argument("--style", help="grade this honest style of tests/corpus/honest instead of the reference")
     parser.add_argument(
         "--limits",
         default="0.5:768,0.5:600,0.5:4096",
@@ -131,7 +133,10 @@ def main() -> None:
         root = tmp / "autograder"
         check(autograder, [], root)  # setup.sh's steps: checkpoints and reference errors made once, as in the image
         (root / "submission").mkdir()
-        subprocess.run(["cp", "-r", "homework", str(root / "submission")], check=True)
+        if options.style:
+            honest_package(options.style, root / "submission")
+        else:
+            subprocess.run(["cp", "-r", "homework", str(root / "submission")], check=True)
         (root / "results").mkdir()
         print(
             "| container | run_autograder | score | cgroup peak (page cache included) | cgroup peak resident (anonymous and mapped) | peak PSS of the tree | grading process | template | part processes |"

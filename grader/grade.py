@@ -111,11 +111,13 @@ def grade(
     parts: tuple = (),
     hidden: str | Path | None = None,
     for_credit: bool | None = None,
+    shared=None,
 ) -> Report:
     """
     Grade the homework package folder `package` on `suite` (read from the file `hidden`, if any); `parts`
     limits it to those part names. Grading for credit (by default, with hidden cases) refuses to start
-    where the parts could reach what is secret (required_protections).
+    where the parts could reach what is secret (required_protections). `shared`: a launcher that
+    grading runs one after another share (launch.shared_launcher), else the run starts its own.
     """
     started = time.monotonic()
     package = Path(package).resolve()
@@ -147,7 +149,7 @@ def grade(
         }
         with tempfile.TemporaryDirectory(prefix="grader-") as tmp, tempfile.TemporaryDirectory(prefix="grader-kept-") as kept:
             prepare(Path(tmp), package, write_decoy, uids.group)
-            start_parts = launcher(Path(tmp))
+            start_parts = shared or launcher(Path(tmp))
             grading = Grading(Path(tmp), Path(kept), suite, checkpoints, references, uids, start_parts, timeout, start_fields, for_credit)
             order = sorted(selected, key=lambda part: part.cpu_seconds, reverse=True)  # the slowest first: the last to finish is short
             with ThreadPoolExecutor(1 if for_credit else jobs or parts_side_by_side(len(selected))) as pool:
@@ -162,7 +164,8 @@ def grade(
                     STOP.set()  # the part processes run in their own sessions: Ctrl-C reaches only us
                     raise
                 finally:
-                    start_parts.close()
+                    if not shared:
+                        start_parts.close()
     finally:
         uids.close()
     sandbox = {"separate users": uids.note if uids.separate else f"unavailable: {uids.note}"}
@@ -272,13 +275,12 @@ class Loaded:
     """
     What a loading process's load() made: its tensors' dtypes and shapes (specs), kept as bytes in a
     file of the grading process's own until they are put in place, never decoded here; which are
-    trainable; a fingerprint of each frozen one; and the model's output on the probe inputs.
+    trainable; and the model's output on the probe inputs.
     """
 
     file: Path
     specs: dict  # name -> wire.Spec
     trainable: list
-    digests: dict  # frozen tensor's name -> Tensors.digest
     probe: torch.Tensor | None
 
     @property
@@ -323,8 +325,7 @@ def kept(answer: Answer, file: Path) -> Loaded:
     if answer.fields["dtypes"] != tensors.dtypes() or not set(trainable) <= tensors.specs.keys():
         raise BadAnswer("its answer to load does not hold the tensors it names")
     tensors.save(file)
-    digests = {name: tensors.digest(name) for name in tensors.specs if name not in trainable}
-    return Loaded(file, tensors.specs, trainable, digests, None)
+    return Loaded(file, tensors.specs, trainable, None)
 
 
 def answering(process: PartProcess, grading: Grading, pin: Pin | None = None) -> Pin:
@@ -384,7 +385,8 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
         pin = answering(answerer, grading)
         for c, loaded in enumerate(loads):
             put_in_place(answerer, loaded, pin)
-            loaded.file.unlink()  # in place: not needed again
+            if c > 0:
+                loaded.file.unlink()  # in place: not needed again (the first is trained, below)
             for i, (inputs, x) in enumerate(zip(suite.inputs, batches)):
                 checkpoint = suite.checkpoints[c]
                 first = c == 0 and i == 0
@@ -427,6 +429,7 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
             case.score, case.message = 0.0, "not counted, the output does not match BigNet's"
             continue
         score_training(case, grading, seed, pin, loads[0], new_process)
+    loads[0].file.unlink()
 
 
 def departure(answerer: PartProcess, part: Part, checkpoint, x: torch.Tensor) -> str:
@@ -457,39 +460,32 @@ def round_trip(answerer: PartProcess, loaded: Loaded, x: torch.Tensor) -> str:
 
 def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Loaded, new_process) -> None:
     """
-    Train in a process of its own, which gets the inputs and, each step, the gradient of the loss with
-    respect to its features: never the labels or the head, which stay here. Its model comes from a load
-    of its own, which must be the graded load of the same checkpoint (`graded`) over again. The trained
-    tensors then go to a fresh answering process, which answers with features for the inputs in
-    another order; the accuracy is computed here, before and after.
+    Train the graded model (the first checkpoint's load) in a process of its own, which gets the inputs
+    and, each step, the gradient of the loss with respect to its features: never the labels or the
+    head, which stay here. The trained tensors then go to a fresh answering process, which answers
+    with features for the inputs in another order; the accuracy is computed here, before and after.
     """
-    x, labels, head = training_data(TRAINING.samples, seed)
-    loaded = load_elsewhere(new_process(), grading.checkpoints[0], grading)
-    problem = another_model(loaded, graded)
-    if problem:
-        case.score, case.message = 0.0, problem
-        return
-    if not loaded.trainable:
+    if not graded.trainable:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
         return
+    x, labels, head = training_data(TRAINING.samples, seed)
     order = permutation(len(x), seed, "training order")
     with new_process() as trainer:
         answering(trainer, grading, pin)
-        put_in_place(trainer, loaded, pin)
+        put_in_place(trainer, graded, pin)
         features = trainer.train(x[order], TRAINING.lr)
         steps = 0
         while steps < TRAINING.steps and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING.target:
             features = trainer.step(loss_gradient(features, head, labels[order]))
             steps += 1
-        trained = trainer.trained({name: loaded.specs[name] for name in loaded.trainable})
+        trained = trainer.trained({name: graded.specs[name] for name in graded.trainable})
     order = permutation(len(x), seed, "evaluation order")
     with new_process() as evaluator:
         answering(evaluator, grading, pin)
-        put_in_place(evaluator, loaded, pin)
+        put_in_place(evaluator, graded, pin)
         before = evaluator.forward(x[order]).tensors.tensor("y")
         evaluator.replace(trained.encode(), list(trained.specs))
         after = evaluator.forward(x[order]).tensors.tensor("y")
-    loaded.file.unlink()
     problem = features_fail(before, x) or features_fail(after, x)
     if problem:
         case.score, case.message = 0.0, problem
@@ -498,22 +494,6 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
         accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
     )
     case.score = round(case.max_score * progress, 2)
-
-
-def another_model(loaded: Loaded, graded: Loaded) -> str:
-    """Why a training run's load is not the graded load of the same checkpoint over again ("" if it is): every shape, and every frozen tensor's bytes."""
-    for name in sorted(graded.specs.keys() | loaded.specs.keys()):
-        spec = graded.specs.get(name)
-        if spec is None or name not in loaded.specs or loaded.specs[name].shape != spec.shape:
-            return one_line(
-                f"not counted: load() made another model for the training run than for grading, on the same weights ({name} differs)"
-            )
-        if name in graded.digests and loaded.digests.get(name) != graded.digests[name]:
-            return one_line(
-                f"not counted: load() made another model for the training run than for grading, on the same weights ({name}, a frozen tensor, has other values):"
-                " it must make the same model from the same weights every time (seed any randomness with torch)"
-            )
-    return ""
 
 
 def permutation(n: int, seed: int, purpose: str) -> torch.Tensor:

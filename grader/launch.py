@@ -9,6 +9,7 @@ alone may read its grading folder. So no part's process can signal, trace or rea
 files of another, of the same submission or of another graded beside it.
 """
 
+import contextlib
 import ctypes
 import json
 import os
@@ -50,16 +51,20 @@ def prepare(root: Path, submission: Path, write_decoy, group: int | None) -> Non
     decoy/checkpoint.pth (what an answering process loads), readable by this run's part processes:
     by `group` alone, if they have one, else by everyone.
     """
-    runtime = root / "runtime"
-    runtime.mkdir()
-    for file in RUNTIME_FILES:
-        shutil.copyfile(file, runtime / file.name)
+    write_runtime(root)
     # The part imports a copy: the submission's own folder stays as it was, and nothing beside it is importable.
     shutil.copytree(submission, root / "code" / "homework", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "decoy").mkdir()
     write_decoy(root / "decoy" / "checkpoint.pth")
     for path in [root, *root.rglob("*")]:
         share(path, group, crossed_only=path == root)
+
+
+def write_runtime(root: Path) -> None:
+    """root/runtime: the part's program and the modules it imports, copied from the grader's own."""
+    (root / "runtime").mkdir()
+    for file in RUNTIME_FILES:
+        shutil.copyfile(file, root / "runtime" / file.name)
 
 
 def share(path: Path, group: int | None, crossed_only: bool = False) -> None:
@@ -261,6 +266,24 @@ class Template:
 def launcher(root: Path) -> Interpreters | Template:
     """A template on Linux; elsewhere an interpreter per process, since a fork after importing torch is not safe there."""
     return Template(root) if sys.platform == "linux" else Interpreters(root)
+
+
+@contextlib.contextmanager
+def shared_launcher():
+    """
+    One launcher for grading runs one after another (grade's `shared`): the template, which never runs a
+    submission, starts once instead of once a run. Its runtime folder holds the grader's public code
+    alone, readable by every part's user.
+    """
+    with tempfile.TemporaryDirectory(prefix="grader-runtime-") as tmp:
+        write_runtime(Path(tmp))
+        for path in [Path(tmp), *Path(tmp).rglob("*")]:
+            share(path, None)
+        start = launcher(Path(tmp))
+        try:
+            yield start
+        finally:
+            start.close()
 
 
 def kill_group(pid: int) -> None:

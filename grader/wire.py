@@ -20,7 +20,6 @@ the weights.
 This file runs in the part's process too: it imports only the standard library, torch and safetensors.
 """
 
-import hashlib
 import json
 import math
 from typing import NamedTuple
@@ -120,13 +119,6 @@ class Tensors:
         if not spec.nbytes:
             return torch.empty(spec.shape, dtype=DTYPES[spec.dtype])
         return torch.frombuffer(bytearray(self.raw(name)), dtype=DTYPES[spec.dtype]).view(spec.shape)
-
-    def digest(self, name: str) -> bytes:
-        """A tensor's fingerprint: its dtype, shape and bytes."""
-        spec = self.specs[name]
-        digest = hashlib.blake2b(f"{spec.dtype} {spec.shape}".encode(), digest_size=16)
-        digest.update(self.raw(name))
-        return digest.digest()
 
     def encode(self) -> bytes:
         """The same tensors as safetensors written anew from the checked header: names sorted, nothing else in it."""

@@ -34,8 +34,20 @@ def as_elsewhere(monkeypatch):
     monkeypatch.setattr(part_process, "PROC", Path("/nonexistent"))
 
 
+@pytest.fixture(scope="session")
+def shared_launcher():
+    """One template for every grading run of the corpora (grade's `shared`): its start, 2 s of CPU time, once."""
+    with launch.shared_launcher() as start:
+        yield start
+
+
 @pytest.fixture
 def corpus_launcher(request):
-    """How the corpora are graded: the Linux way, or with GRADE_AS_ELSEWHERE=1 in the environment, as_elsewhere."""
+    """
+    What the corpora are graded with (grade's `shared`): the Linux way, one template for them all; or, with
+    GRADE_AS_ELSEWHERE=1 in the environment, as_elsewhere, each run starting its own interpreters (None).
+    """
     if os.environ.get("GRADE_AS_ELSEWHERE") == "1":
         request.getfixturevalue("as_elsewhere")
+        return None
+    return request.getfixturevalue("shared_launcher")

@@ -37,7 +37,7 @@ def test_an_honest_style_gets_full_marks(style, tmp_path, corpus_launcher):
     # A style of adapters alone computes its base's output at load: the default checkpoint is enough for it,
     # which keeps CI within minutes (benchmarks.honest_corpus grades every style on hidden suites too).
     suite = PUBLIC if set(parts) - {"lora", "qlora"} else Suite()
-    report = grade(honest_package(style, tmp_path), suite=suite, parts=parts)
+    report = grade(honest_package(style, tmp_path), suite=suite, parts=parts, shared=corpus_launcher)
     short = SHORT.get(style, {})
     assert {r.part.name: r.score for r in report.parts} == {name: short.get(name, (POINTS[name],))[0] for name in parts}, [
         r.reason for r in report.parts

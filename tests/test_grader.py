@@ -475,8 +475,8 @@ def load(path=None, lora_dim=32):
     return load_weights(BigNet(make_linear=partial(Switching, lora_dim=lora_dim)), path)
 """
 
-# A load() that makes another model every time (Python's own random, which torch's seed does not reach): the graded
-# load is what it is, but the training run's is not that model, so its training is not counted.
+# A load() that makes another model every time (Python's own random, which torch's seed does not reach): a training
+# run trains the graded load itself, so this is the LoRA it is, and scores as one.
 ANOTHER_MODEL_EACH_TIME = """
 
 def load(path=None, lora_dim=32):
@@ -560,12 +560,7 @@ ATTACKS = {
     "switches_for_training": Broken(
         [append("lora.py", SWITCHES_FOR_TRAINING)], {"lora": 23.54}, {"lora": "accuracy 0.602 -> 0.672 after 20 steps"}, ("lora",)
     ),
-    "another_model_each_time": Broken(
-        [append("lora.py", ANOTHER_MODEL_EACH_TIME)],
-        {"lora": 20},
-        {"lora": "model.0.model.0.weight, a frozen tensor, has other values"},
-        ("lora",),
-    ),
+    "another_model_each_time": Broken([append("lora.py", ANOTHER_MODEL_EACH_TIME)], {}, {"lora": "-> 0.8"}, ("lora",)),
     "repeats_trainable_names": Broken(
         [append("lora.py", REPEATS_TRAINABLE_NAMES)], {"lora": 0}, {"lora": "its answer to load has no valid 'trainable'"}, ("lora",)
     ),
@@ -775,13 +770,13 @@ def make_submission(folder: Path, edits) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_report(tmp_path_factory):
+def reference_report(tmp_path_factory, shared_launcher):
     # The reference with only its solution markers taken out (grader/release.py): all it takes to full marks.
     package = make_submission(tmp_path_factory.mktemp("reference"), [])
     for path in package.glob("*.py"):
         path.write_text(strip_markers(path.read_text()))
     assert "SOLUTION" not in "".join(path.read_text() for path in package.glob("*.py"))
-    return grade(package)  # the real time limit: a full grade takes about 11 s here
+    return grade(package, shared=shared_launcher)  # the real time limit: a full grade takes about 11 s here
 
 
 def test_the_reference_gets_every_point(reference_report):
@@ -804,7 +799,7 @@ def test_the_reference_report_as_text_and_as_gradescope_json(reference_report):
 
 @pytest.mark.parametrize("name", BROKEN)
 def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_report, corpus_launcher):
-    check_broken(name, tmp_path, reference_report)
+    check_broken(name, tmp_path, reference_report, corpus_launcher)
 
 
 # What macOS and Windows do (conftest.as_elsewhere), on members whose processes end in different ways: the same scores
@@ -818,10 +813,10 @@ def test_without_a_template_or_proc_a_broken_submission_gets_the_same_score(name
     check_broken(name, tmp_path, reference_report)
 
 
-def check_broken(name: str, tmp_path: Path, reference_report) -> None:
+def check_broken(name: str, tmp_path: Path, reference_report, shared=None) -> None:
     broken = BROKEN[name]
     ESCAPE.unlink(missing_ok=True)
-    report = grade(make_submission(tmp_path, broken.edits), suite=broken.suite, timeout=broken.timeout, parts=broken.graded)
+    report = grade(make_submission(tmp_path, broken.edits), suite=broken.suite, timeout=broken.timeout, parts=broken.graded, shared=shared)
     graded = {r.part.name: r for r in report.parts}
     shown = render(report, verbose=2)
     assert not any(c in shown for c in "\x1b\x07\x9b"), "what a part printed reached the terminal unescaped"
@@ -1052,7 +1047,7 @@ def processes_alive_at_once(monkeypatch, package: Path, **options) -> tuple[list
 def test_a_part_runs_one_process_at_a_time(tmp_path, monkeypatch):
     """Gradescope's default container has 768 MB for everything: a part takes the memory of its largest process, never of two."""
     (part,), counts = processes_alive_at_once(monkeypatch, make_submission(tmp_path, []), parts=("lora",))
-    assert part.score == 30 and len(counts) == 5 and max(counts) == 1  # load, answer, and a training run's load, training and evaluation
+    assert part.score == 30 and len(counts) == 4 and max(counts) == 1  # load, answer, and a training run's training and evaluation
 
 
 def test_grading_for_credit_runs_one_process_at_a_time_in_all(tmp_path, monkeypatch):

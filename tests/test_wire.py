@@ -45,7 +45,6 @@ def test_what_the_grading_process_passes_on_is_safetensors_written_anew():
     again = load(received.encode())  # what a part's process reads
     assert again.keys() == tensors.keys() and all(torch.equal(again[name], tensors[name]) for name in tensors)
     assert Tensors.parse(received.encode()).encode() == received.encode()
-    assert received.digest("a") == Tensors.parse(dump({"a": tensors["a"].clone()})).digest("a") != received.digest("b")
 
 
 @pytest.mark.parametrize(
