@@ -14,9 +14,11 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -27,6 +29,12 @@ from .report import write_json
 from .results import Outcome
 from .suite import HIDDEN_ENV, load_suite
 from .trusted import HOMEWORK_DIR
+
+# Ctrl-C reaches the graders running then (the terminal signals the whole process group), not one a worker starts a
+# moment later: graders start, and the stop is marked, under one lock, and a grader that started in between is stopped too.
+STARTING = threading.Lock()
+RUNNING: set = set()
+STOPPED = threading.Event()
 
 COLUMNS = ("id", "name", "late", "file", "status", *(part.name for part in PARTS), "total", "extra_credit", "score", "reason")
 
@@ -45,6 +53,7 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
     for s in todo:
         (feedback / f"{s.id}.json").unlink(missing_ok=True)
     failures = {}  # ID -> why a grader process wrote no results (it timed out, it crashed)
+    STOPPED.clear()
     with ThreadPoolExecutor(jobs or 1) as pool:  # each grader, for credit, runs one part's process at a time
         futures = {pool.submit(grade_in_process, s, feedback, hidden, timeout): s for s in todo}
         try:
@@ -54,6 +63,10 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
                     failures[futures[future].id] = failure
                 progress(done, len(todo), futures[future].id)
         except KeyboardInterrupt:  # Ctrl-C stops the graders running (one process group); start no more
+            with STARTING:
+                STOPPED.set()
+                for process in RUNNING:
+                    process.send_signal(signal.SIGINT)
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     rows = [row(s, feedback / f"{s.id}.json", failures.get(s.id)) for s in found]
@@ -103,18 +116,21 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
             {**os.environ, HIDDEN_ENV: str(Path(hidden).resolve())} if hidden else {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
         )
         with open(feedback / f"{submission.id}.txt", "w") as log:
+            with STARTING:
+                if STOPPED.is_set():
+                    return "interrupted"
+                process = subprocess.Popen(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=subprocess.STDOUT)
+                RUNNING.add(process)
             try:
                 # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
-                subprocess.run(
-                    command,
-                    cwd=HOMEWORK_DIR.parent,
-                    env=environment,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    timeout=len(PARTS) * WALL_FACTOR * timeout + 300,
-                )
+                process.wait(timeout=len(PARTS) * WALL_FACTOR * timeout + 300)
             except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
                 return "the grader did not finish in time"
+            finally:
+                with STARTING:
+                    RUNNING.discard(process)
         if not results.exists():
             return "the grader did not finish (it crashed)"
         graded = json.loads(results.read_text())

@@ -171,7 +171,7 @@ def grade(
     sandbox = {"separate users": uids.note if uids.separate else f"unavailable: {uids.note}"}
     sandbox.update(dict.fromkeys(PROTECTIONS, "not set up: no part's process got that far"))
     sandbox.update(next((r.protections for r in results.values() if r.protections), {}))
-    killed = [results[part.name].part.title for part in selected if results[part.name].stop is Stop.KILLED]
+    killed = [part.title for part in selected if results[part.name].stop is Stop.KILLED]
     notes = [out_of_memory(killed)] if killed else []
     return Report(str(package), [results[part.name] for part in selected], time.monotonic() - started, sandbox, notes)
 

@@ -84,11 +84,18 @@ def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, m
     """Any process can read another's command line (/proc/PID/cmdline): a batch's graders are told in private."""
     seen = {}
 
-    def run(command, env, **options):
-        seen.update(command=" ".join(command), env=env)
-        raise subprocess.TimeoutExpired(command, 0)
+    class Grader:  # never finishes
+        def __init__(self, command, env, **options):
+            seen.update(command=" ".join(command), env=env)
 
-    monkeypatch.setattr(grader.batch.subprocess, "run", run)
+        def wait(self, timeout=None):
+            if timeout is not None:
+                raise subprocess.TimeoutExpired("grader", timeout)
+
+        def kill(self):
+            pass
+
+    monkeypatch.setattr(grader.batch.subprocess, "Popen", Grader)
     zip_path = starter_zip(tmp_path, "doejane_123_hw1")
     hidden = tmp_path / "staff-hidden.json"
     failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10)

@@ -85,3 +85,14 @@ def test_the_reader_waits_while_more_than_any_message_is_unread(monkeypatch):
     channel.close()
     for fd in (requests_r, answers_w):
         os.close(fd)
+
+
+def test_a_model_passed_on_goes_out_from_its_file(pipes, tmp_path):
+    """A payload of 3 MB, in a file: the header says its size, and its bytes follow, read from the file as they are written."""
+    channel, requests, _ = pipes
+    kept = tmp_path / "model.safetensors"
+    kept.write_bytes(dump({"w": torch.arange(3 * 2**18, dtype=torch.float32)}))
+    header, payload = encode({"ask": "replace", "nonce": "n"}, kept)
+    assert payload == kept and header.endswith(f'"size": {kept.stat().st_size}}}\n'.encode())
+    channel.send(header, payload)
+    assert read_exactly(requests, len(header) + kept.stat().st_size) == header + kept.read_bytes()

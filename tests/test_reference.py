@@ -1,7 +1,8 @@
-"""grader/reference.py: secret weights and decoys, the training task, the thresholds of the public cases, and where a wrong model departs from BigNet."""
+"""grader/reference.py: secret weights and decoys, BigNet's outputs kept, the training task, the thresholds of the public cases, and where a wrong model departs from BigNet."""
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from grader.reference import (
     write_decoy,
 )  # fmt: skip
 from grader.report import render
-from grader.suite import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs, load_suite
+from grader.suite import PUBLIC, PUBLIC_CASE, PUBLIC_SCALES, Checkpoint, Inputs, Suite, load_suite
 from tests.helpers import REPO, SECRET
 
 FOUR_BIT = next(part for part in PARTS if part.name == "low_precision")
@@ -148,3 +149,22 @@ def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path,
 def write_json(path: Path, data) -> Path:
     path.write_text(json.dumps(data))
     return path
+
+
+def test_bignets_outputs_are_computed_once_and_kept_under_what_they_come_from(monkeypatch):
+    checkpoint, inputs = Checkpoint(1, "gaussian"), Inputs(seed=7, n=8)
+    kept = reference.output_file(checkpoint, inputs)
+    kept.unlink(missing_ok=True)
+    suite = Suite((checkpoint,), (inputs,))
+    computed = reference.reference_outputs.__wrapped__(suite)[checkpoint, inputs]  # past the in-process cache
+    assert kept.exists() and computed.shape == (8, 1024)
+    monkeypatch.setattr(reference, "mapped_bignet", lambda checkpoint: 1 / 0)  # read back, not computed again
+    assert torch.equal(reference.reference_outputs.__wrapped__(suite)[checkpoint, inputs], computed)
+    file = checkpoint_path(checkpoint)
+    made = file.stat()
+    try:
+        os.utime(file, ns=(made.st_atime_ns, made.st_mtime_ns + 1))  # the checkpoint made again: its outputs too
+        assert reference.output_file(checkpoint, inputs) != kept
+    finally:
+        os.utime(file, ns=(made.st_atime_ns, made.st_mtime_ns))
+        kept.unlink()
