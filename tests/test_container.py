@@ -5,6 +5,14 @@ import pytest
 from grader.container import cpu_count, cpu_quota, memory_limit, parts_side_by_side
 
 
+def cgroup(folder, files: dict):
+    """A cgroup's files as a container sees them, in `folder`."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
 @pytest.mark.parametrize(
     "files, quota",
     [
@@ -16,10 +24,7 @@ from grader.container import cpu_count, cpu_quota, memory_limit, parts_side_by_s
     ],
 )
 def test_a_containers_cpu_quota_is_read_from_its_cgroup(tmp_path, files, quota):
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert cpu_quota(tmp_path) == quota
+    assert cpu_quota(cgroup(tmp_path, files)) == quota
 
 
 def test_parts_run_one_at_a_time_on_less_than_a_core(monkeypatch):
@@ -38,10 +43,7 @@ def test_parts_run_one_at_a_time_on_less_than_a_core(monkeypatch):
     ],
 )
 def test_a_containers_memory_limit_is_read_from_its_cgroup(tmp_path, files, limit):
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert memory_limit(tmp_path) == limit
+    assert memory_limit(cgroup(tmp_path, files)) == limit
 
 
 def test_parts_run_one_at_a_time_where_memory_is_under_2_gb(monkeypatch):

@@ -118,8 +118,9 @@ def read(path: str | Path | None = None) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is a folder, not a checkpoint file")
     try:
         # Mapped from the file, not read into memory: the float32 weights are page cache the system can take back
-        # once the model holds its own (smaller) copy, instead of 72 MB more for as long as loading takes.
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # once the model holds its own (smaller) copy, instead of 72 MB more for as long as loading takes. Not on
+        # Windows, where a file cannot be removed while a tensor still maps it (a temporary checkpoint, say).
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=os.name != "nt")
     except Exception:  # torch raises many kinds here: zip, pickle, EOF, OS errors
         raise CheckpointError(f"cannot read {path}: truncated or not a PyTorch checkpoint; {_recreate_hint(path)}") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
