@@ -31,7 +31,7 @@ import zipfile
 from pathlib import Path
 
 from .grade import InvalidSubmission, grade_submission
-from .launch import Uids, running_as_root
+from .launch import Uids, running_as_root, shared_launcher
 from .parts import GraderError, mb
 from .reference import precompute
 from .release import REPO, files
@@ -166,8 +166,9 @@ def grade_for_gradescope(submission: Path, hidden: Path | None, visibility: str)
         report = grade_submission(submission, for_credit=True)
         print(render(report, verbose=1))  # run_autograder's output: results/stdout, for staff only
         return {**gradescope(report), "output": render(report)}
-    report = grade_submission(submission, suite=load_suite(hidden), hidden=hidden)
-    public = grade_submission(submission, for_credit=True)
+    with shared_launcher() as start:  # one template for both gradings: it never runs a submission
+        report = grade_submission(submission, suite=load_suite(hidden), hidden=hidden, shared=start)
+        public = grade_submission(submission, for_credit=True, shared=start)
     print(render(report, verbose=1))
     results = gradescope(report, visibility)
     results["tests"] += self_check_tests(public)
