@@ -7,7 +7,7 @@ package (grader/trusted.py): the submission's files are never imported here.
   cryptographic stream (SecretDraws), whose output reveals neither the seed nor the rest of it;
 - write_decoy: what an answering process loads, of the same names and shapes, from a fresh seed;
 - training_data: the noise task, drawn so that no tensor a part's process sees reveals the labels;
-- reference_outputs: the float32 BigNet's outputs;
+- reference_outputs: the float32 BigNet's outputs, computed once per case and kept (output_file);
 - output_limits: each part's output thresholds for a case. On the public case they are the ones in
   parts.py; on a hidden checkpoint or batch they grow by how much larger the reference scheme's own
   error is there than on the public case (never shrink), so a harder weight family gets a
@@ -112,7 +112,6 @@ def training_data(samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, 
     return x, labels, head.requires_grad_(False)
 
 
-@functools.cache
 def reference_outputs(suite: Suite) -> dict:
     """
     {(checkpoint, inputs): BigNet's output} for every case of `suite`, each computed once and kept in
