@@ -235,7 +235,7 @@ class PartProcess:
         when the machine's, or the container's, memory runs out.
         """
         returncode = self.ended()
-        if returncode == -signal.SIGKILL and not self.killed:
+        if hasattr(signal, "SIGKILL") and returncode == -signal.SIGKILL and not self.killed:  # Windows has neither
             return PartStopped(Stop.KILLED, "killed by the system (SIGKILL), as happens when the machine's memory runs out")
         return PartStopped(Stop.CRASHED, exit_reason(returncode))
 
