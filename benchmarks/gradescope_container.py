@@ -1,7 +1,7 @@
 """
 Gradescope's default container, simulated: the autograder (python -m grader gradescope) grades the
 reference with hidden cases inside a cgroup with Gradescope's default CPU quota and memory limit, bound
-where a container sees its own cgroup (so grade.cpu_count reads the quota), as root, as Gradescope runs it.
+where a container sees its own cgroup (so grader/container.py reads the quota and the limit), as root, as Gradescope runs it.
 
     sudo python -m benchmarks.gradescope_container [--python /opt/grader-python/bin/python] [--limits 0.5:768,0.5:600,0.5:4096] [--style float16_compute]
 
