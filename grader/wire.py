@@ -7,10 +7,11 @@ between tensors. So a tensor carries its elements and nothing more, and what it 
 its element count times its element size.
 
 A part's process writes the format with the safetensors package (dump) and reads it as the grading
-process does (load). The grading process reads what a part's process sent with Tensors.parse, which checks the header alone,
-before any byte is decoded, and refuses (ValueError) a header whose places do not tile the payload
-exactly, an unknown dtype, more than MAX_DIMS dimensions or more than MAX_TENSORS tensors. It then
-decodes only what it scores (Tensors.tensor) and passes the rest on as bytes (Tensors.encode).
+process does (load). The grading process reads what a part's process sent with Tensors.parse,
+which checks the header alone, before any byte is decoded, and refuses (ValueError) a header whose
+places do not tile the payload exactly, an unknown dtype, more than MAX_DIMS dimensions or more than
+MAX_TENSORS tensors. It then decodes only what it scores (Tensors.tensor) and passes the rest on as
+bytes (Tensors.encode).
 
 How much a shape can carry beside the bytes: with at most MAX_DIMS dimensions whose product (a
 0 counted as a 1) is at most MAX_PAYLOAD, a shape is one of fewer than 2**39 (counted by
@@ -207,8 +208,8 @@ def dtype_name(name: str, tensor: torch.Tensor) -> str:
 
 def load(payload: bytes) -> dict:
     """
-    A payload as {name: tensor}, each decoded from the payload in turn: one copy of a model's bytes at a
-    time beside the payload (the safetensors package's own reader takes two more).
+    A payload as {name: tensor}, each decoded from the payload in turn: one copy of a model's bytes
+    beside the payload (the safetensors package's own reader makes two).
     """
     tensors = Tensors.parse(payload)
     return {name: tensors.tensor(name) for name in tensors.specs}
