@@ -21,8 +21,8 @@ Within a part:
 - output: all-or-nothing per case, against BigNet's outputs (reference.py);
 - memory, adapters, training: only counted when the first output case passes (an empty model is
   small, and a plain Linear layer trains, but neither is BigNet); memory and adapters all-or-nothing;
-- training: partial credit from the model's starting accuracy to the target, both measured in a
-  fresh answering process that never saw the labels' gradients;
+- training: partial credit from BigNet's starting accuracy (computed here) to the target; the
+  trained model's accuracy measured in a fresh answering process that never saw the labels' gradients;
 - extra credit: all-or-nothing for the whole part.
 """
 
@@ -55,7 +55,16 @@ from .launch import Uids, launcher, prepare, python_folders, return_freed_memory
 from .part_process import PROTECTIONS, STOP, Budget, PartProcess
 from .parts import MEMORY_CAP, OUTPUT_CAP, PARTS, TIMEOUT, TRAINING, WALL_FACTOR, GraderError, Kind, Part
 from .protocol import Answer, BadAnswer, PartStopped, Stop, one_line, printable
-from .reference import BIGNET_LINEARS, checkpoint_path, first_departing_layer, output_limits, reference_outputs, training_data, write_decoy
+from .reference import (
+    BIGNET_LINEARS,
+    bignet_features,
+    checkpoint_path,
+    first_departing_layer,
+    output_limits,
+    reference_outputs,
+    training_data,
+    write_decoy,
+)  # fmt: skip
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
 from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, random_inputs
@@ -463,7 +472,9 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
     Train the graded model (the first checkpoint's load) in a process of its own, which gets the inputs
     and, each step, the gradient of the loss with respect to its features: never the labels or the
     head, which stay here. The trained tensors then go to a fresh answering process, which answers
-    with features for the inputs in another order; the accuracy is computed here, before and after.
+    with features for the inputs in another order; the accuracy is computed here. The starting
+    accuracy is BigNet's own (the model passed the output cases against BigNet): a model asked for
+    its features before training could answer worse than it is, to make its progress look larger.
     """
     if not graded.trainable:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
@@ -483,15 +494,15 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
     with new_process() as evaluator:
         answering(evaluator, grading, pin)
         put_in_place(evaluator, graded, pin)
-        before = evaluator.forward(x[order]).tensors.tensor("y")
         evaluator.replace(trained.encode(), list(trained.specs))
         after = evaluator.forward(x[order]).tensors.tensor("y")
-    problem = features_fail(before, x) or features_fail(after, x)
+    problem = features_fail(after, x)
     if problem:
         case.score, case.message = 0.0, problem
         return
+    before = bignet_features(grading.suite.checkpoints[0], x)
     progress, case.message = check_training(
-        accuracy(before, head, labels[order]), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
+        accuracy(before, head, labels), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
     )
     case.score = round(case.max_score * progress, 2)
 

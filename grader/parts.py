@@ -77,7 +77,7 @@ MIN_TRAINABLE = 18 * 2 * 1024
 class Training:
     """
     The training objective: homework.data's noise classification, smaller (128 samples, not 1000) to be fast.
-    Reference: from 0.50 (chance) to 0.80 in 5 steps. Partial credit from the model's starting accuracy to the target.
+    Reference: from 0.50 (chance) to 0.80 in 5 steps. Partial credit from BigNet's starting accuracy to the target.
     """
 
     samples: int = 128

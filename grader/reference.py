@@ -146,6 +146,12 @@ def output_file(checkpoint: Checkpoint, inputs: Inputs) -> Path:
     return HIDDEN_DIR / f"output-{digest.hexdigest()}.safetensors"
 
 
+def bignet_features(checkpoint: Checkpoint, x: torch.Tensor) -> torch.Tensor:
+    """The float32 BigNet's features for `x` (a training run's inputs): where a model that matches BigNet starts from."""
+    with one_thread(), torch.no_grad():
+        return mapped_bignet(checkpoint)(x)
+
+
 def output_limits(part: Part, suite: Suite) -> dict:
     """{(checkpoint, inputs): (max diff, mean diff or None)} allowed for `part`."""
     limits = {}

@@ -488,6 +488,29 @@ def load(path=None, lora_dim=32):
     return net
 """
 
+# A LoRA that cannot learn (its features are BigNet's, detached) and answers its first look at the training inputs
+# with its features negated, so that it seems to start worse than it is: the starting accuracy is BigNet's own,
+# computed by the grader, and the negated look counts against it. (Such a model scored 25.06 of 30 while "before" was the model's.)
+SABOTAGES_ITS_START = """
+
+_LOOKS = []
+
+
+class Untrainable(LoraBigNet):
+    def forward(self, x):
+        knob = next(p for p in self.parameters() if p.requires_grad)
+        y = super().forward(x).detach() + 0.0 * knob.sum()  # a backward pass runs, and teaches it nothing
+        if not torch.is_grad_enabled() and x.shape[0] == 128:
+            _LOOKS.append(1)
+            if len(_LOOKS) == 1:
+                y = -y
+        return y
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(Untrainable(lora_dim), path)
+"""
+
 # A forward that, asked where its output departs from BigNet's, answers first itself: 32,768 rows of one layer's
 # input where 16 were asked for, as large as a message may be. The grading process refuses it from the header.
 FLOODS_THE_GRADER = """
@@ -559,6 +582,9 @@ ATTACKS = {
     ),
     "switches_for_training": Broken(
         [append("lora.py", SWITCHES_FOR_TRAINING)], {"lora": 23.54}, {"lora": "accuracy 0.602 -> 0.672 after 20 steps"}, ("lora",)
+    ),
+    "sabotages_its_start": Broken(
+        [append("lora.py", SABOTAGES_ITS_START)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.398 after 20 steps"}, ("lora",)
     ),
     "another_model_each_time": Broken([append("lora.py", ANOTHER_MODEL_EACH_TIME)], {}, {"lora": "-> 0.8"}, ("lora",)),
     "repeats_trainable_names": Broken(
