@@ -21,12 +21,14 @@ Within a part:
 - output: all-or-nothing per case, against BigNet's outputs (reference.py);
 - memory, adapters, training: only counted when the first output case passes (an empty model is
   small, and a plain Linear layer trains, but neither is BigNet); memory and adapters all-or-nothing;
-- training: partial credit from BigNet's starting accuracy (computed here) to the target; the
-  trained model's accuracy measured in a fresh answering process that never saw the labels' gradients;
+- training: partial credit from BigNet's starting accuracy (computed here) to the target; a part's
+  process computes gradients, the optimizer runs here, and the trained values' accuracy is measured
+  in a fresh answering process that never saw the labels' gradients;
 - extra credit: all-or-nothing for the whole part.
 """
 
 import dataclasses
+import mmap
 import platform
 import sys
 import tempfile
@@ -67,8 +69,8 @@ from .reference import (
 )  # fmt: skip
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
-from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, random_inputs
-from .wire import torch_name
+from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, adamw_step, random_inputs
+from .wire import Tensors, torch_name
 
 PROBE = 16  # inputs on which a loading process's model and the answering process's are compared
 
@@ -471,30 +473,45 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
     """
     Train the graded model (the first checkpoint's load) in a process of its own, which gets the inputs
     and, each step, the gradient of the loss with respect to its features: never the labels or the
-    head, which stay here. The trained tensors then go to a fresh answering process, which answers
-    with features for the inputs in another order; the accuracy is computed here. The starting
-    accuracy is BigNet's own (the model passed the output cases against BigNet): a model asked for
-    its features before training could answer worse than it is, to make its progress look larger.
+    head, which stay here. It answers with its parameters' gradients; the optimizer runs here, on the
+    trainable tensors the load made, and puts their new values in place before the next step. So the
+    trained values are AdamW's, computed here from gradients: whatever the process writes into its
+    own parameters is replaced. They then go to a fresh answering process, which answers with features
+    for the inputs in another order; the accuracy is computed here. The starting accuracy is BigNet's
+    own (the model passed the output cases against BigNet): a model asked for its features before
+    training could answer worse than it is, to make its progress look larger.
     """
-    if not graded.trainable:
+    count = sum(graded.specs[name].numel for name in graded.trainable)
+    if not count:
         case.score, case.message = 0.0, "the model has no trainable parameters: there is nothing to train"
+        return
+    if count > TRAINING.max_parameters:
+        case.score = 0.0
+        case.message = (
+            f"not trained: {count / 1e6:.2f} M trainable parameters, more than the {TRAINING.max_parameters / 1e6:.0f} M the grader trains"
+            " (it holds the optimizer's state): freeze what is not an adapter (requires_grad=False)"
+        )
         return
     x, labels, head = training_data(TRAINING.samples, seed)
     order = permutation(len(x), seed, "training order")
+    values, states = trainable_values(graded), {name: {} for name in graded.trainable}
     with new_process() as trainer:
         answering(trainer, grading, pin)
         put_in_place(trainer, graded, pin)
-        features = trainer.train(x[order], TRAINING.lr)
+        features = trainer.train(x[order])
         steps = 0
         while steps < TRAINING.steps and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING.target:
-            features = trainer.step(loss_gradient(features, head, labels[order]))
+            gradients = trainer.backward(loss_gradient(features, head, labels[order]), graded.specs)
+            for name in gradients.specs:  # a tensor without a gradient is left as it is, as torch.optim does
+                adamw_step(values[name], gradients.tensor(name), states[name], TRAINING.lr)
+            trainer.replace(values, graded.trainable)
+            features = trainer.train(x[order])
             steps += 1
-        trained = trainer.trained({name: graded.specs[name] for name in graded.trainable})
     order = permutation(len(x), seed, "evaluation order")
     with new_process() as evaluator:
         answering(evaluator, grading, pin)
         put_in_place(evaluator, graded, pin)
-        evaluator.replace(trained.encode(), list(trained.specs))
+        evaluator.replace(values, graded.trainable)
         after = evaluator.forward(x[order]).tensors.tensor("y")
     problem = features_fail(after, x)
     if problem:
@@ -505,6 +522,15 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
         accuracy(before, head, labels), accuracy(after, head, labels[order]), steps, bool(torch.isfinite(after).all())
     )
     case.score = round(case.max_score * progress, 2)
+
+
+def trainable_values(loaded: Loaded) -> dict:
+    """The load's trainable tensors, read from its file (mapped: only their pages are read)."""
+    with open(loaded.file, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        tensors = Tensors.parse(mapped)
+        values = {name: tensors.tensor(name) for name in loaded.trainable}
+        del tensors  # its view of the mapping, which must go before the mapping closes
+    return values
 
 
 def permutation(n: int, seed: int, purpose: str) -> torch.Tensor:

@@ -45,7 +45,8 @@ SOURCE = (
     "grader/*.py",
     "homework/*.py",
     "homework/checkpoint/*.py",
-)  # the grader and the reference solution (homework/optim/: not used)
+    "homework/optim/*.py",
+)  # the grader and the reference solution (homework/optim/: the AdamW step the grader runs, trusted.adamw_step)
 HIDDEN_NAME = "hidden.json"  # the hidden cases' name in the zip, beside setup.sh
 # Gradescope's visibilities for a test, and when a student sees a test that has it.
 VISIBILITIES = {

@@ -187,8 +187,8 @@ class PartProcess:
             path.chmod(0o400)
         return self.ask(Request(Ask.LOAD, {"path": str(path), "send": send}, expect=Expect(model=send)))
 
-    def replace(self, tensors: bytes | Path, trainable: list[str]) -> None:
-        """The model's tensors, as a payload a load answered with (wire.Tensors.encode), or the file it was saved in."""
+    def replace(self, tensors: dict | bytes | Path, trainable: list[str]) -> None:
+        """Tensors in place of the model's: by name, or as a payload a load answered with (wire.Tensors.encode), or the file it was saved in."""
         self.ask(Request(Ask.REPLACE, {"trainable": trainable}, tensors))
 
     def forward(self, x: torch.Tensor, profile: bool = False) -> Answer:
@@ -199,16 +199,13 @@ class PartProcess:
         ends = {f"{name} {end}": Bound(shape=tuple(x.shape), dtypes=FLOATS) for name in names for end in ("in", "out")}
         return self.ask(Request(Ask.LAYERS, {"names": names}, {"x": x}, Expect(ends, some=True))).tensors
 
-    def train(self, x: torch.Tensor, lr: float) -> torch.Tensor:
-        return self.ask(Request(Ask.TRAIN, {"lr": lr}, {"x": x}, outputs("features", x))).tensors.tensor("features")
+    def train(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ask(Request(Ask.TRAIN, tensors={"x": x}, expect=outputs("features", x))).tensors.tensor("features")
 
-    def step(self, gradient: torch.Tensor) -> torch.Tensor:
-        return self.ask(Request(Ask.STEP, tensors={"gradient": gradient}, expect=outputs("features", gradient))).tensors.tensor("features")
-
-    def trained(self, specs: dict) -> Tensors:
-        """The trainable parameters, each of the dtype and shape its load made it (`specs`: {name: wire.Spec})."""
-        expect = Expect({name: Bound(shape=spec.shape, dtypes=frozenset({spec.dtype})) for name, spec in specs.items()})
-        return self.ask(Request(Ask.TRAINED, expect=expect)).tensors
+    def backward(self, gradient: torch.Tensor, specs: dict) -> Tensors:
+        """The gradients the trainable parameters got, each of the dtype and shape its load made it (`specs`: {name: wire.Spec})."""
+        expect = Expect({name: Bound(shape=spec.shape, dtypes=frozenset({spec.dtype})) for name, spec in specs.items()}, some=True)
+        return self.ask(Request(Ask.BACKWARD, tensors={"gradient": gradient}, expect=expect)).tensors
 
     # --- the exchange -------------------------------------------------------------------------------
 

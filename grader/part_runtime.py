@@ -35,14 +35,14 @@ del sys.path[0]  # nothing in the runtime folder may shadow what torch or the su
 
 
 class Session:
-    """The state between requests: the part's module and its model, and what training keeps."""
+    """The state between requests: the part's module and its model, and the features a backward pass starts from."""
 
     def __init__(self, part: str):
         self.part = part
-        self.module = self.model = self.optimizer = self.x = self.features = None
+        self.module = self.model = self.features = None
 
     def load(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
-        self.model = self.optimizer = self.features = None
+        self.model = self.features = None
         # Whatever the submission initializes at random, the same in every process: no load can tell a training run from a graded one.
         torch.manual_seed(0)
         if self.module is None:
@@ -68,7 +68,7 @@ class Session:
             table, attribute = places[name]
             is_parameter = isinstance(table[attribute], torch.nn.Parameter)
             table[attribute] = torch.nn.Parameter(tensor, requires_grad=name in trainable) if is_parameter else tensor
-        self.optimizer = self.features = None
+        self.features = None
         return {}, {}
 
     def forward(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
@@ -104,26 +104,24 @@ class Session:
         return {}, captured
 
     def train(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=fields["lr"])
-        self.x = tensors["x"]
-        self.features = self.model(self.x)
-        return {}, {"features": answerable(self.features, self.x)}
+        self.features = self.model(tensors["x"])
+        return {}, {"features": answerable(self.features, tensors["x"])}
 
-    def step(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
-        self.optimizer.zero_grad()
-        self.features.backward(tensors["gradient"].to(self.features.dtype))
-        self.optimizer.step()
-        self.features = self.model(self.x)
-        return {}, {"features": answerable(self.features, self.x)}
-
-    def trained(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
-        self.optimizer = self.features = self.x = None
-        return {}, {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+    def backward(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
+        """The gradients of a training step; the grading process runs the optimizer, and puts the new values in place (REPLACE)."""
+        trainable = [
+            (name, table[attribute]) for name, table, attribute in registered_tensors(self.model) if table[attribute].requires_grad
+        ]
+        for _, parameter in trainable:
+            parameter.grad = None
+        features, self.features = self.features, None
+        features.backward(tensors["gradient"].to(features.dtype))
+        return {}, {name: parameter.grad for name, parameter in trainable if parameter.grad is not None}
 
     def handlers(self) -> dict:
         return {
             Ask.LOAD: self.load, Ask.REPLACE: self.replace, Ask.FORWARD: self.forward, Ask.LAYERS: self.layers,
-            Ask.TRAIN: self.train, Ask.STEP: self.step, Ask.TRAINED: self.trained,
+            Ask.TRAIN: self.train, Ask.BACKWARD: self.backward,
         }  # fmt: skip
 
 
@@ -282,8 +280,9 @@ def first_to_go(adjustment: int) -> None:
 def warm_up() -> None:
     """
     Import what the homework's given files import, and run a layer forward, backward and through an
-    optimizer step once: what they import and set up on first use (a temporary folder, found by
-    writing to it) happens now, before the process may write nothing.
+    optimizer step once (grading runs no optimizer here, but a load() may): what they import and set
+    up on first use (a temporary folder, found by writing to it) happens now, before the process may
+    write nothing.
     """
     tempfile.gettempdir()
     for name in ("fire", "numpy"):  # the homework's requirements

@@ -84,6 +84,9 @@ class Training:
     steps: int = 20
     lr: float = 1e-3
     target: float = 0.8  # accuracy
+    # The grading process runs the optimizer, so it holds the trainable values, AdamW's two moments and a
+    # gradient: at most 64 MB in float32. Twice the LoRA parts' caps, so a model over them (rank 64) still trains.
+    max_parameters: int = 4_000_000
 
 
 TRAINING = Training()

@@ -41,8 +41,7 @@ class Ask(enum.Enum):
     FORWARD = "forward"
     LAYERS = "layers"
     TRAIN = "train"
-    STEP = "step"
-    TRAINED = "trained"
+    BACKWARD = "backward"
 
 
 def names(value) -> bool:
@@ -108,11 +107,10 @@ CONTRACTS = {
         ("names",),
         ("x",),
     ),
-    Ask.TRAIN: Contract("AdamW(lr) on the trainable parameters, then model(x) keeping the graph; answer it as features", ("lr",), ("x",)),
-    Ask.STEP: Contract(
-        "backward from the features with this gradient, one optimizer step, then model(x) again; answer it as features", (), ("gradient",)
+    Ask.TRAIN: Contract("model(x) keeping the graph; answer it as features", (), ("x",)),
+    Ask.BACKWARD: Contract(
+        "backward from the features with this gradient; answer the gradients the trainable parameters got, by name", (), ("gradient",)
     ),
-    Ask.TRAINED: Contract("answer the trainable parameters, by name"),
 }
 
 

@@ -61,3 +61,15 @@ def random_inputs(n: int, seed: int) -> torch.Tensor:
 def load_reference(scheme: str, path: Path) -> torch.nn.Module:
     """The reference solution's `scheme` (a part's name, e.g. "low_precision") loaded with a checkpoint."""
     return _module(scheme).load(path)
+
+
+def adamw_step(param: torch.Tensor, grad: torch.Tensor, state: dict, lr: float) -> None:
+    """
+    One step of torch.optim.AdamW (its defaults, but `lr`) on one tensor, in place, with `state` ({} at
+    first): homework.optim.functional's, the same arithmetic, which unlike torch.optim's step does not
+    import torch's compiler (1 s of CPU time).
+    """
+    functional = _module("optim.functional")
+    if not state:
+        state.update(functional.adam_init(param))
+    functional.adam_step(param, grad, state, functional.AdamSettings(lr=lr, weight_decay=1e-2, decoupled=True))

@@ -511,6 +511,48 @@ def load(path=None, lora_dim=32):
     return load_weights(Untrainable(lora_dim), path)
 """
 
+# A LoRA whose float16 base trains too: more trainable parameters than adapters take, which the grading
+# process, running the optimizer, does not train.
+TRAINS_ITS_BASE = """
+
+def load(path=None, lora_dim=32):
+    net = load_weights(LoraBigNet(lora_dim), path)
+    for module in net.modules():
+        if isinstance(module, HalfLinear):
+            module.weight.requires_grad_(True)
+    return net
+"""
+
+# A LoRA that learns nothing (its output is BigNet's, detached) but reads the labels from the gradient it is
+# given in training, and writes them into trainable parameters itself, where no optimizer would: a table by
+# input and the direction that moves a feature towards its label. The grading process runs the optimizer and
+# sends the parameters each step: what the trainer writes is gone, and a table and direction that start at
+# zero get no gradient, as for any model.
+WRITES_ITS_PARAMETERS = """
+
+class Memorizing(LoraBigNet):
+    def __init__(self, lora_dim):
+        super().__init__(lora_dim)
+        self.table = torch.nn.Parameter(torch.zeros(4096))
+        self.direction = torch.nn.Parameter(torch.zeros(1024))
+
+    def forward(self, x):
+        keys = (x[:, 0].abs() * 1e6).long() % 4096
+        y = super().forward(x).detach() - 10 * self.table[keys][:, None] * self.direction[None, :]
+        if torch.is_grad_enabled():
+            def write(g):
+                bits = torch.sign(g @ torch.ones(1024))
+                self.table.data[keys] = bits  # .data: autograd does not see the write
+                self.direction.data = (g * bits[:, None]).mean(0) / (g * bits[:, None]).mean(0).norm()
+
+            y.register_hook(write)
+        return y
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(Memorizing(lora_dim), path)
+"""
+
 # A forward that, asked where its output departs from BigNet's, answers first itself: 32,768 rows of one layer's
 # input where 16 were asked for, as large as a message may be. The grading process refuses it from the header.
 FLOODS_THE_GRADER = """
@@ -585,6 +627,12 @@ ATTACKS = {
     ),
     "sabotages_its_start": Broken(
         [append("lora.py", SABOTAGES_ITS_START)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.398 after 20 steps"}, ("lora",)
+    ),
+    "writes_its_parameters": Broken(
+        [append("lora.py", WRITES_ITS_PARAMETERS)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.602 after 20 steps"}, ("lora",)
+    ),
+    "trains_its_base": Broken(
+        [append("lora.py", TRAINS_ITS_BASE)], {"lora": 15}, {"lora": "not trained: 20.06 M trainable parameters"}, ("lora",)
     ),
     "another_model_each_time": Broken([append("lora.py", ANOTHER_MODEL_EACH_TIME)], {}, {"lora": "-> 0.8"}, ("lora",)),
     "repeats_trainable_names": Broken(

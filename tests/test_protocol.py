@@ -99,7 +99,7 @@ def test_a_payload_that_is_not_safetensors_is_refused_before_anything_is_read():
 
 def test_an_error_answer_stops_the_part_with_the_submissions_reason_on_one_line():
     with pytest.raises(PartStopped) as stopped:
-        answer_to(Request(Ask.TRAINED), {"error": "not\nimplemented\x1b[31m" + "x" * 1000})
+        answer_to(Request(Ask.LOAD, {"path": "checkpoint.pth", "send": False}), {"error": "not\nimplemented\x1b[31m" + "x" * 1000})
     assert (
         stopped.value.stop == Stop.RAISED and stopped.value.reason.startswith("not implemented [31m") and len(stopped.value.reason) == 300
     )
