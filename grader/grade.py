@@ -501,7 +501,9 @@ def score_training(case: Case, grading: Grading, seed: int, pin: Pin, graded: Lo
         features = trainer.train(x[order])
         steps = 0
         while steps < TRAINING.steps and not features_fail(features, x) and accuracy(features, head, labels[order]) < TRAINING.target:
-            gradients = trainer.backward(loss_gradient(features, head, labels[order]), graded.specs)
+            gradients = trainer.backward(
+                loss_gradient(features, head, labels[order]), {name: graded.specs[name] for name in graded.trainable}
+            )
             for name in gradients.specs:  # a tensor without a gradient is left as it is, as torch.optim does
                 adamw_step(values[name], gradients.tensor(name), states[name], TRAINING.lr)
             trainer.replace(values, graded.trainable)

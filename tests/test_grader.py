@@ -553,6 +553,65 @@ def load(path=None, lora_dim=32):
     return load_weights(Memorizing(lora_dim), path)
 """
 
+# A LoRA that learns nothing, but answers gradients it made up: from the features' gradient it reads each training
+# input's label and the head's direction, and answers, for the reference's own last lora_b (zero at load), a
+# gradient whose signs are those; AdamW's first step moves each element by about lr * sign(gradient), which
+# writes them, and the evaluator reads them back. Open (grader/README.md, "still out of reach"): a gradient
+# is the part's to report, and the 128 noise labels are scored where they were learned.
+FORGES_ITS_GRADIENTS = """
+
+def _keys(x):
+    return ((x[:, 0].abs() * 1e6).long() * 7 + (x[:, 1].abs() * 1e6).long()) % (1024 * 31)
+
+
+class Forging(LoraBigNet):
+    def forward(self, x):
+        store = self.model[-1].model[-1].lora_b.weight
+        keys = _keys(x)
+        direction = torch.sign(store[:, 0].detach())
+        bits = torch.sign(store[:, 1:].detach().reshape(-1)[keys])
+        y = super().forward(x).detach() + 10.0 * bits[:, None] * direction[None, :] + 0.0 * store.sum()
+        if torch.is_grad_enabled():
+            made_up = {}
+
+            def read(g):
+                u = g[g.norm(dim=1).argmax()] / g[g.norm(dim=1).argmax()].norm()
+                forged = torch.zeros_like(store)
+                forged[:, 0] = -torch.sign(u)
+                flat = forged[:, 1:].clone().reshape(-1)
+                flat[keys] = torch.sign(g @ u)
+                forged[:, 1:] = flat.reshape(1024, 31)
+                made_up["gradient"] = forged
+
+            y.register_hook(read)
+            store.register_hook(lambda gradient: made_up["gradient"])
+        return y
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(Forging(lora_dim), path)
+"""
+
+# A gradient answered for a tensor that is not trainable: a buffer made to require a gradient in training only.
+ANSWERS_AN_UNASKED_GRADIENT = """
+
+class Extra(LoraBigNet):
+    def __init__(self, lora_dim):
+        super().__init__(lora_dim)
+        self.register_buffer("extra", torch.zeros(4))
+
+    def forward(self, x):
+        y = super().forward(x)
+        if torch.is_grad_enabled():
+            self._buffers["extra"] = self.extra.detach().requires_grad_(True)
+            y = y + 0.0 * self.extra.sum()
+        return y
+
+
+def load(path=None, lora_dim=32):
+    return load_weights(Extra(lora_dim), path)
+"""
+
 # A forward that, asked where its output departs from BigNet's, answers first itself: 32,768 rows of one layer's
 # input where 16 were asked for, as large as a message may be. The grading process refuses it from the header.
 FLOODS_THE_GRADER = """
@@ -633,6 +692,13 @@ ATTACKS = {
     ),
     "trains_its_base": Broken(
         [append("lora.py", TRAINS_ITS_BASE)], {"lora": 15}, {"lora": "not trained: 20.06 M trainable parameters"}, ("lora",)
+    ),
+    "forges_its_gradients": Broken([append("lora.py", FORGES_ITS_GRADIENTS)], {"lora": 20}, {"lora": "accuracy 0.602 -> 0.602"}, ("lora",)),
+    "answers_an_unasked_gradient": Broken(
+        [append("lora.py", ANSWERS_AN_UNASKED_GRADIENT)],
+        {"lora": 0},
+        {"lora": "its answer to backward holds 'extra', which was not asked for"},
+        ("lora",),
     ),
     "another_model_each_time": Broken([append("lora.py", ANOTHER_MODEL_EACH_TIME)], {}, {"lora": "-> 0.8"}, ("lora",)),
     "repeats_trainable_names": Broken(
@@ -871,7 +937,12 @@ def test_the_reference_report_as_text_and_as_gradescope_json(reference_report):
     assert board["Extra credit: mean abs diff"] == pytest.approx(0.0279, abs=1e-4)
 
 
-@pytest.mark.parametrize("name", BROKEN)
+OPEN = {"forges_its_gradients": "a made-up gradient writes the labels through AdamW's first step: 30 of 30 (grader/README.md)"}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=OPEN[name])) if name in OPEN else name for name in BROKEN]
+)
 def test_a_broken_submission_gets_its_intended_score(name, tmp_path, reference_report, corpus_launcher):
     check_broken(name, tmp_path, reference_report, corpus_launcher)
 
