@@ -10,14 +10,15 @@ computed from the weights elsewhere computes other outputs there, and is told so
 
 import random
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from .bignet import make_checkpoint
-from .cli import UsageError, check_device, check_int, check_names, run
+from .cli import UsageError, check_device, check_int, check_names, run, show_written
 from .data import random_inputs
-from .models import load_model
+from .models import NotWritten, load_model, or_not_written
 
 
 class BuildsAnotherModel(ValueError):
@@ -56,20 +57,36 @@ def described(tensor: torch.Tensor | None) -> str:
 @torch.no_grad()
 def output_differences(
     names: list[str], device="cpu", checkpoint=None, n_inputs: int = 1024, seed: int = 0
-) -> dict[str, tuple[float, float, float]]:
+) -> dict[str, tuple[float, float, float] | NotWritten]:
     """
     {name: (max, mean) absolute difference from the first model's output, and the max one between the
-    model and the model as graded}, one model in memory at a time.
+    model and the model as graded; or its NotWritten, for a model not written yet}, one model in memory at a time.
     """
     x = random_inputs(n_inputs, seed, device)
     reference = load_model(names[0], checkpoint, device)(x)
-    differences = {}
-    for name in names[1:]:
-        model = load_model(name, checkpoint, device)
-        y = model(x)
-        diff = (y - reference).abs()
-        differences[name] = (diff.max().item(), diff.mean().item(), (as_graded(name, model, device)(x) - y).abs().max().item())
-    return differences
+    return {name: or_not_written(output_difference, name, reference, x, device, checkpoint) for name in names[1:]}
+
+
+def output_difference(name: str, reference: torch.Tensor, x: torch.Tensor, device, checkpoint) -> tuple[float, float, float]:
+    """Model `name`'s (max, mean) absolute difference from `reference` on `x`, and the max one between it and it as graded."""
+    model = load_model(name, checkpoint, device)
+    y = model(x)
+    diff = (y - reference).abs()
+    return diff.max().item(), diff.mean().item(), (as_graded(name, model, device)(x) - y).abs().max().item()
+
+
+def print_differences(reference: str, differences: dict[str, tuple[float, float, float] | NotWritten]) -> None:
+    """A row per model, then a warning for each one that computes otherwise as graded."""
+    width = max(len(name) for name in [reference, *differences]) + 2
+    print(f"{'vs ' + reference:<{width}}{'max abs diff':>14}{'mean abs diff':>15}")
+    for name, figures in differences.items():
+        print(f"{name:<{width}}" + (figures.cell if isinstance(figures, NotWritten) else f"{figures[0]:>14.5f}{figures[1]:>15.5f}"))
+    for name, figures in differences.items():
+        if not isinstance(figures, NotWritten) and figures[2] > 0:
+            print(
+                f"warning: {name} computes other outputs as graded (max abs diff {figures[2]:.3g}): the grader carries over only"
+                " its parameters and buffers, and load() keeps something computed from the weights elsewhere (register it with register_buffer)"
+            )
 
 
 def main(*models: str, device: str | None = None, checkpoint: str | None = None, n_inputs: int = 1024, seed: int = 0):
@@ -81,16 +98,7 @@ def main(*models: str, device: str | None = None, checkpoint: str | None = None,
         differences = output_differences(names, check_device(device), checkpoint, n_inputs, seed)
     except BuildsAnotherModel as e:
         raise UsageError(str(e)) from None
-    width = max(len(name) for name in names) + 2
-    print(f"{'vs ' + names[0]:<{width}}{'max abs diff':>14}{'mean abs diff':>15}")
-    for name, (max_diff, mean_diff, _) in differences.items():
-        print(f"{name:<{width}}{max_diff:>14.5f}{mean_diff:>15.5f}")
-    for name, (_, _, graded_diff) in differences.items():
-        if graded_diff > 0:
-            print(
-                f"warning: {name} computes other outputs as graded (max abs diff {graded_diff:.3g}): the grader carries over only"
-                " its parameters and buffers, and load() keeps something computed from the weights elsewhere (register it with register_buffer)"
-            )
+    show_written(differences, partial(print_differences, names[0]))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ MB means 2**20 bytes, M a million parameters.
 
 import torch
 
-from .cli import check_device, check_int, check_names, run
+from .cli import check_device, check_int, check_names, run, show_written
 from .data import random_inputs
 from .memory import MB, AllocationTrace, measurable, parameter_counts, theoretical_bytes
-from .models import load_model
+from .models import NotWritten, load_model, or_not_written
 
 ROWS = (
     "Trainable params",
@@ -62,13 +62,15 @@ def model_stats(name: str, device: torch.device | str = "cpu", checkpoint=None, 
     }
 
 
-def format_table(columns: dict[str, dict[str, str]], rows=ROWS, min_width: int = 16) -> str:
-    """One column per model, one line per row: the layout every memory table here prints."""
+def format_table(columns: dict[str, dict[str, str] | NotWritten], rows=ROWS, min_width: int = 16) -> str:
+    """One column per model (one not written yet says so in every row), one line per row: the layout every memory table here prints."""
+    cells = {name: dict.fromkeys(rows, c.cell) if isinstance(c, NotWritten) else c for name, c in columns.items()}
     label = max(len(row) for row in rows) + 2
-    width = max(min_width, *(len(name) + 2 for name in columns))
-    lines = [" " * label + "".join(f"{name:>{width}}" for name in columns)]
+    width = max(min_width, *(len(name) + 2 for name in cells))  # one for all, but wider where a column's cells need it
+    widths = {name: max(width, *(len(cell) + 2 for cell in column.values())) for name, column in cells.items()}
+    lines = [" " * label + "".join(f"{name:>{widths[name]}}" for name in cells)]
     for row in rows:
-        lines.append(f"{row:<{label}}" + "".join(f"{column[row]:>{width}}" for column in columns.values()))
+        lines.append(f"{row:<{label}}" + "".join(f"{column[row]:>{widths[name]}}" for name, column in cells.items()))
     return "\n".join(lines)
 
 
@@ -78,7 +80,8 @@ def main(*models: str, device: str | None = None, checkpoint: str | None = None,
     device, note = measurable(check_device(device))
     if note:
         print(note)
-    print(format_table({name: model_stats(name, device, checkpoint, batch_size) for name in names}))
+    columns = {name: or_not_written(model_stats, name, device, checkpoint, batch_size) for name in names}
+    show_written(columns, lambda shown: print(format_table(shown)))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 
 import torch
 
-from .cli import UsageError, check_choice, check_device, check_int, check_names, run
+from .cli import UsageError, check_choice, check_device, check_int, check_names, run, show_written
 from .data import noise_classification
 from .memory import MB, AllocationTrace, measurable, theoretical_bytes
-from .models import load_model
+from .models import NotWritten, load_model, or_not_written
 from .optim import DEFAULT_OPTIMIZER, OPTIMIZERS, NothingToTrain, make_optimizer, recipes, theoretical_state_bytes, trainable
 from .stats import format_table
 
@@ -129,9 +129,12 @@ def reusing(value: torch.Tensor, loss, optimizer):
     return closure
 
 
-def training_table(columns: dict[str, dict[str, tuple[int, int]]]) -> str:
+def training_table(columns: dict[str, dict[str, tuple[int, int]] | NotWritten]) -> str:
     """stats' table, each cell "measured / theoretical"."""
-    cells = {name: {row: f"{m / MB:.2f} / {t / MB:.2f} MB" for row, (m, t) in column.items()} for name, column in columns.items()}
+    cells = {
+        name: column if isinstance(column, NotWritten) else {row: f"{m / MB:.2f} / {t / MB:.2f} MB" for row, (m, t) in column.items()}
+        for name, column in columns.items()
+    }
     return format_table(cells, ROWS, min_width=22) + "\n(measured / theoretical)"
 
 
@@ -152,10 +155,12 @@ def main(
     label = optimizer + (", step in backward" if step_in_backward else "")
     print(f"one training step with {label}, batch of {batch_size}")
     try:
-        columns = {name: training_stats(name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names}
+        columns = {
+            name: or_not_written(training_stats, name, optimizer, device, checkpoint, batch_size, step_in_backward) for name in names
+        }
     except (NothingToTrain, recipes.NotParameterwise) as e:
         raise UsageError(str(e)) from None
-    print(training_table(columns))
+    show_written(columns, lambda shown: print(training_table(shown)))
 
 
 if __name__ == "__main__":

@@ -51,3 +51,38 @@ def test_compare_refuses_a_model_whose_load_builds_other_dtypes_for_other_weight
         match="builds model.0.model.0.weight as a float32 tensor from these weights and as a float16 tensor from others",
     ):
         homework.compare.output_differences(["bignet", "half_precision"], checkpoint=checkpoint_path, n_inputs=16)
+
+
+def test_compare_gives_load_the_default_checkpoints_path_not_none(checkpoint_path, monkeypatch, capsys):
+    """The course's style of load() loads no weights when given None: without --checkpoint it must still get BigNet's."""
+    import torch
+
+    import homework.compare
+    import homework.half_precision
+
+    def course_style_load(path):
+        net = homework.half_precision.HalfBigNet()
+        if path is not None:
+            net.load_state_dict(torch.load(path))
+        return net
+
+    monkeypatch.setattr(homework.half_precision, "load", course_style_load)
+    homework.compare.main("bignet", "half_precision", device="cpu", n_inputs=16)
+    half = capsys.readouterr().out.splitlines()[1].split()
+    assert half[0] == "half_precision" and float(half[1]) < 0.002
+
+
+def test_compare_shows_a_row_per_model_and_says_which_are_not_written(checkpoint_path, monkeypatch, capsys):
+    """A load() that returns None is the course's stub: its row says so, and the other models are still compared."""
+    import pytest
+
+    import homework.compare
+    import homework.lora
+    from homework.cli import NotAllWritten
+
+    monkeypatch.setattr(homework.lora, "load", lambda path: None)
+    with pytest.raises(NotAllWritten, match=r"^load\(\) returned None \(lora.py\): not implemented$"):
+        homework.compare.main("bignet", "half_precision", "lora", "low_precision", device="cpu", n_inputs=16)
+    header, half, lora, low = capsys.readouterr().out.splitlines()
+    assert float(half.split()[1]) < 0.002 and 0.01 < float(low.split()[2]) < 0.03
+    assert lora.split() == ["lora", "not", "implemented", "(lora.py)"]

@@ -44,3 +44,21 @@ def test_on_mps_stats_measure_memory_on_the_cpu_and_say_so(checkpoint_path, monk
     note, *table = capsys.readouterr().out.splitlines()
     assert note == "memory measured on the CPU: the mps allocator does not report its allocations to PyTorch's profiler"
     assert table[5].split() == ["Actual", "memory", "36.07", "MB"]
+
+
+def test_stats_shows_every_model_it_can_and_names_the_file_of_the_others(checkpoint_path, monkeypatch, capsys):
+    import pytest
+
+    import homework.qlora
+    import homework.stats
+    from homework.cli import NotAllWritten
+
+    def unwritten(path):
+        raise NotImplementedError("a BigNet whose Linear layers are QLoRALinear")
+
+    monkeypatch.setattr(homework.qlora, "load", unwritten)
+    with pytest.raises(NotAllWritten, match=r"^not implemented \(qlora.py\): a BigNet whose Linear layers are QLoRALinear$"):
+        homework.stats.main("half_precision", "qlora", device="cpu", batch_size=4)
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["half_precision", "qlora"] and len(rows) == 7
+    assert rows[3].split() == ["Theoretical", "memory", "36.07", "MB", "not", "implemented", "(qlora.py)"]

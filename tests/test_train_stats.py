@@ -51,3 +51,16 @@ def test_an_optimizer_that_evaluates_several_times_a_step(checkpoint_path):
     adapters = stats["Gradients"][0]
     # Up to 10 remembered steps and gradient changes, the last gradient and the last move: each a copy of the trainable values.
     assert measured == theoretical and 19 * adapters < measured < 23 * adapters
+
+
+def test_train_stats_shows_every_model_it_can_and_names_the_file_of_the_others(checkpoint_path, monkeypatch, capsys):
+    import homework.lora
+    import homework.train_stats
+    from homework.cli import NotAllWritten
+
+    monkeypatch.setattr(homework.lora, "load", lambda path: None)
+    with pytest.raises(NotAllWritten, match=r"^load\(\) returned None \(lora.py\): not implemented$"):
+        homework.train_stats.main("half_precision", "lora", device="cpu", batch_size=4)
+    _, header, weights, *_ = capsys.readouterr().out.splitlines()
+    assert header.split() == ["half_precision", "lora"]
+    assert weights.split() == ["Weights", "36.07", "/", "36.07", "MB", "not", "implemented", "(lora.py)"]
