@@ -64,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def grade_one(options: argparse.Namespace) -> None:
-    from .report import error_results, gradescope, render, write_json
+    from .report import NAME_ENV, error_results, gradescope, render, staff_notes, write_json
     from .results import Outcome
 
+    named = os.environ.get(NAME_ENV)  # batch mode grades a copy: the student's file goes by its own name
     try:
         hidden = options.hidden or os.environ.get(HIDDEN_ENV)
         for_credit = bool(hidden) or options.for_credit
@@ -82,15 +83,22 @@ def grade_one(options: argparse.Namespace) -> None:
     except InvalidSubmission as e:  # graded, and worth 0: the grader itself ran fine
         print(f"invalid zip, 0 points: {e}")
         if options.json:  # Gradescope still needs a results.json to show the student why
-            write_json(error_results(str(e), Outcome.INVALID_ZIP, options.submission), options.json)
+            write_json(error_results(str(e), Outcome.INVALID_ZIP, named or options.submission), options.json)
         return
     except GraderError as e:
         if options.json:
-            write_json(error_results(str(e), Outcome.GRADER_FAILED, options.submission), options.json)
+            write_json(error_results(str(e), Outcome.GRADER_FAILED, named or options.submission), options.json)
         raise
-    print(render(report, options.verbose, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ))
+    report.submission = named or report.submission
+    print(render(report, options.verbose, colour=colour(sys.stdout)), flush=True)
+    if options.verbose:  # the machine's, not the submission's: on stderr, out of the report batch mode sends the student
+        print(staff_notes(report, colour=colour(sys.stderr)), file=sys.stderr)
     if options.json:
         write_json(gradescope(report), options.json)
+
+
+def colour(stream) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ
 
 
 class ArgumentParser(argparse.ArgumentParser):

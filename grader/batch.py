@@ -7,7 +7,7 @@ file, is skipped unless --force, so an interrupted batch resumes where it stoppe
 regrades only the students who submitted again. One broken submission never stops the batch: whatever
 happens to it becomes its CSV row's status.
 
-CSV columns (one row per zip, sorted by ID): see grader/README.md.
+CSV columns (one row per zip, sorted by ID): see grader/STAFF.md (the staff's page, not in the starter).
 """
 
 import csv
@@ -24,8 +24,9 @@ from pathlib import Path
 
 from .canvas import Submission, submissions, without_zip
 from .parts import PARTS, WALL_FACTOR, GraderError
+from .protocol import one_line
 from .reference import precompute
-from .report import write_json
+from .report import NAME_ENV
 from .results import Outcome
 from .suite import HIDDEN_ENV, load_suite
 from .trusted import HOMEWORK_DIR
@@ -94,11 +95,12 @@ def graded_file(results_path: Path) -> str | None:
 def grade_in_process(submission: Submission, feedback: Path, hidden: str | None, timeout: float) -> str | None:
     """
     Grade one zip in a fresh grader process, for credit; returns why, when that process itself failed. It
-    grades a copy named submission.zip in a folder only root can enter, and learns of the hidden cases from
-    its environment: no command line, which any process can read, names a student or the hidden cases.
+    grades a copy named submission.zip in a folder only root can enter, and learns of the hidden cases and
+    of the zip's own name (which its report gives) from its environment: no command line, which any process
+    can read, names a student or the hidden cases.
     """
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as private:
-        copy, results = Path(private) / "submission.zip", Path(private) / "results.json"
+        copy, results, errors = Path(private) / "submission.zip", Path(private) / "results.json", Path(private) / "stderr"
         shutil.copyfile(submission.path, copy)
         command = [
             sys.executable,
@@ -112,14 +114,16 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
             "--json",
             str(results),
         ]
-        environment = (
-            {**os.environ, HIDDEN_ENV: str(Path(hidden).resolve())} if hidden else {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
-        )
-        with open(feedback / f"{submission.id}.txt", "w") as log:
+        environment = {k: v for k, v in os.environ.items() if k != HIDDEN_ENV}
+        environment[NAME_ENV] = submission.path.name
+        if hidden:
+            environment[HIDDEN_ENV] = str(Path(hidden).resolve())
+        # The report on stdout is the student's feedback; stderr, what concerns this machine (the Sandbox line, a traceback), is not.
+        with open(feedback / f"{submission.id}.txt", "w") as log, open(errors, "w") as staff:
             with STARTING:
                 if STOPPED.is_set():
                     return "interrupted"
-                process = subprocess.Popen(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=staff)
                 RUNNING.add(process)
             try:
                 # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.
@@ -131,11 +135,10 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
             finally:
                 with STARTING:
                     RUNNING.discard(process)
-        if not results.exists():
-            return "the grader did not finish (it crashed)"
-        graded = json.loads(results.read_text())
-        graded["extra_data"]["submission"] = submission.path.name  # what a later batch compares, to skip it
-        write_json(graded, feedback / f"{submission.id}.json")
+        if not results.exists():  # the CSV gets the traceback's last line
+            printed = errors.read_text(errors="replace").strip().splitlines()
+            return "the grader did not finish (it crashed)" + (f": {one_line(printed[-1])}" if printed else "")
+        shutil.copyfile(results, feedback / f"{submission.id}.json")  # it names the student's file: what a later batch compares, to skip it
     return None
 
 

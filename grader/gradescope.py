@@ -35,10 +35,10 @@ from .launch import Uids, running_as_root, shared_launcher
 from .parts import GraderError, mb
 from .reference import precompute
 from .release import REPO, files
-from .report import error_results, gradescope, render, self_check_tests, write_json
-from .results import Outcome
+from .report import error_results, gradescope, render, self_check_tests, staff_notes, write_json
+from .results import Outcome, Report
 from .submission import MAX_BYTES
-from .suite import load_suite
+from .suite import PUBLIC, load_suite
 
 SOURCE = (
     "requirements.txt",
@@ -48,6 +48,7 @@ SOURCE = (
     "homework/optim/*.py",
 )  # the grader and the reference solution (homework/optim/: the AdamW step the grader runs, trusted.adamw_step)
 HIDDEN_NAME = "hidden.json"  # the hidden cases' name in the zip, beside setup.sh
+FAILED = "The autograder failed (not your submission). Tell the course staff."  # what the student reads when the grader itself fails
 # Gradescope's visibilities for a test, and when a student sees a test that has it.
 VISIBILITIES = {
     "hidden": "never (staff see them)",
@@ -127,7 +128,9 @@ def setup(root: Path) -> None:
         source.chmod(0o700)
         if hidden.exists():
             hidden.chmod(0o600)
-    precompute(load_suite(hidden if hidden.exists() else None))
+    precompute(PUBLIC)  # every upload's self-check: made in the image, or every submission's container makes it again
+    if hidden.exists():
+        precompute(load_suite(hidden))
     uids = Uids()
     uids.close()
     print(f"parts will run as: {uids.note}" if uids.separate else f"warning: {uids.note}")
@@ -136,47 +139,59 @@ def setup(root: Path) -> None:
 def run(root: Path, visibility: str) -> dict:
     """run_autograder's work: grade root/submission into root/results/results.json, whatever happens."""
     started = time.monotonic()
-    results_dir, hidden = root / "results", root / "source" / HIDDEN_NAME
+    results_dir, hidden, name = root / "results", root / "source" / HIDDEN_NAME, upload_name(root / "submission")
     results_dir.mkdir(exist_ok=True)
     results_dir.chmod(0o700)
     try:
         with tempfile.TemporaryDirectory(prefix="grader-upload-") as tmp:
             submission = submission_zip(root / "submission", Path(tmp))
-            results = grade_for_gradescope(submission, hidden if hidden.exists() else None, visibility)
+            results = grade_for_gradescope(submission, name, hidden if hidden.exists() else None, visibility)
     except InvalidSubmission as e:  # the student's upload: one line for them
-        results = error_results(f"Not graded, 0 points: {e}", Outcome.INVALID_ZIP, "upload")
-    except Exception as e:  # the grader's own failure: the student gets a line, staff the traceback (in results/stdout)
+        results = error_results(f"Not graded, 0 points: {e}", Outcome.INVALID_ZIP, name)
+    except Exception:  # the grader's own failure, whose message may name this machine: staff get it (results/stdout), the student a line
         traceback.print_exc()
-        results = error_results(
-            f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"
-        )
+        results = error_results(FAILED, Outcome.GRADER_FAILED, name)
     results["execution_time"] = round(time.monotonic() - started, 1)  # the whole run: both gradings, and unpacking
     try:
         write_json(results, results_dir / "results.json")
-    except ValueError as e:  # a figure that is not a number: the student still gets a line, staff the reason
-        write_json(
-            error_results(f"The autograder failed (not your submission): {e}. Tell the course staff.", Outcome.GRADER_FAILED, "upload"),
-            results_dir / "results.json",
-        )
+    except ValueError:  # a figure that is not a number
+        traceback.print_exc()
+        write_json(error_results(FAILED, Outcome.GRADER_FAILED, name), results_dir / "results.json")
     return results
 
 
-def grade_for_gradescope(submission: Path, hidden: Path | None, visibility: str) -> dict:
-    """The points from the hidden cases (shown as `visibility` says); the public case's results shown at once, worth nothing."""
+def grade_for_gradescope(submission: Path, name: str, hidden: Path | None, visibility: str) -> dict:
+    """
+    The points from the hidden cases (shown as `visibility` says); the public case's results shown at once, worth nothing.
+    What the student reads names their upload as `name`; results/stdout, for staff only, has the -v report and the Sandbox line.
+    """
     if not hidden:
         report = grade_submission(submission, for_credit=True)
-        print(render(report, verbose=1))  # run_autograder's output: results/stdout, for staff only
+        report.submission = name
+        print_for_staff(report)
         return {**gradescope(report), "output": render(report)}
     with shared_launcher() as start:  # one template for both gradings: it never runs a submission
         report = grade_submission(submission, suite=load_suite(hidden), hidden=hidden, shared=start)
         public = grade_submission(submission, for_credit=True, shared=start)
-    print(render(report, verbose=1))
+    report.submission = public.submission = name
+    print_for_staff(report)
     results = gradescope(report, visibility)
     results["tests"] += self_check_tests(public)
     results["output"] = (
         f"{render(public)}\n\nThat is the public self-check, worth nothing. The points come from hidden cases, shown {VISIBILITIES[visibility]}."
     )
     return results
+
+
+def print_for_staff(report: Report) -> None:
+    """run_autograder's output, which Gradescope keeps in results/stdout for staff only."""
+    print(f"{render(report, verbose=1)}\n{staff_notes(report)}")
+
+
+def upload_name(folder: Path) -> str:
+    """What the student uploaded, as they named it: their zip, or their folder; files uploaded one by one have no name."""
+    uploaded = list(folder.iterdir()) if folder.is_dir() else []
+    return uploaded[0].name if len(uploaded) == 1 else "the files uploaded"
 
 
 def submission_zip(folder: Path, tmp: Path) -> Path:
@@ -200,23 +215,38 @@ def submission_zip(folder: Path, tmp: Path) -> Path:
     size = sum(path.stat().st_size for path in plain)
     if size > MAX_BYTES:
         raise InvalidSubmission(f"the files uploaded come to {mb(size, 1)}; the limit is {mb(MAX_BYTES, 1)}")
-    # Loose files straight from homework/ (no folder): they are the package.
-    prefix = "homework/" if (folder / "__init__.py").is_file() else ""
+    package = package_folder(folder)
     packed = tmp / "upload.zip"
     with zipfile.ZipFile(packed, "w") as archive:
         for path in plain:
-            archive.write(path, prefix + path.relative_to(folder).as_posix())
+            archive.write(path, f"homework/{path.relative_to(package).as_posix()}" if package else path.relative_to(folder).as_posix())
     return packed
+
+
+def package_folder(folder: Path) -> Path | None:
+    """
+    The folder whose files are the homework package, whatever its name: the upload itself (the package's
+    files uploaded one by one) or the one folder uploaded. None: the upload holds a `homework` folder, or
+    nothing grade_submission will find.
+    """
+    uploaded = list(folder.iterdir())
+    candidates = [folder, *uploaded] if len(uploaded) == 1 else [folder]
+    return next((path for path in candidates if (path / "__init__.py").is_file()), None)
 
 
 def check(autograder: str | Path, submissions: list[str], root: str | Path | None = None) -> list[dict]:
     """
     Run the autograder as Gradescope does, under `root` (default: a new temporary folder) instead of
-    /autograder: unpack it into root/source, run setup.sh's grading steps, then, per submission, put
-    it in root/submission (a zip as it is, a folder's files as if uploaded one by one) and run
-    root/run_autograder. Returns each results.json.
+    /autograder: set it up once, then per submission run root/run_autograder on it, keeping the Nth's
+    results folder as root/results-N. Returns each results.json.
     """
     root = Path(root) if root else Path(tempfile.mkdtemp(prefix="gradescope-"))
+    env = set_up(Path(autograder), root)
+    return [check_one(Path(submission), root, root / f"results-{n}", env) for n, submission in enumerate(submissions, 1)]
+
+
+def set_up(autograder: Path, root: Path) -> dict:
+    """Unpack the autograder into root/source and run setup.sh, as Gradescope does for its image; returns the scripts' environment."""
     if root.exists() and any(root.iterdir()):
         raise GraderError(f"{root} is not empty: --root needs a new or empty folder")
     with zipfile.ZipFile(autograder) as archive:
@@ -228,25 +258,27 @@ def check(autograder: str | Path, submissions: list[str], root: str | Path | Non
     if setup_run.returncode:
         raise GraderError(f"setup.sh failed (exit code {setup_run.returncode}): see its output above")
     shutil.copy2(root / "source" / "run_autograder", root / "run_autograder")
-    all_results = []
-    for submission in map(Path, submissions):
-        for folder in ("submission", "results"):
-            shutil.rmtree(root / folder, ignore_errors=True)
-        if submission.is_dir():
-            shutil.copytree(submission, root / "submission" / submission.name)
-        else:
-            (root / "submission").mkdir()
-            shutil.copy(submission, root / "submission")
-        (root / "results").mkdir()
-        with open(root / "results" / "stdout", "w") as log:  # where Gradescope keeps run_autograder's output
-            subprocess.run([root / "run_autograder"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-        results = json.loads((root / "results" / "results.json").read_text())
-        all_results.append(results)
-        status = results.get("extra_data", {}).get("status", "error")
-        print(
-            f"{submission}: {results['score']:g} points ({status}, {results['execution_time']:g} s); results.json and stdout in {root / 'results'}"
-        )
-    return all_results
+    return env
+
+
+def check_one(submission: Path, root: Path, kept: Path, env: dict) -> dict:
+    """Upload `submission` as a student would (a zip as it is, a folder as a folder), run run_autograder, and keep its results as `kept`."""
+    shutil.rmtree(root / "submission", ignore_errors=True)
+    if submission.is_dir():
+        shutil.copytree(submission, root / "submission" / submission.resolve().name)
+    else:
+        (root / "submission").mkdir()
+        shutil.copy(submission, root / "submission")
+    (root / "results").mkdir()
+    with open(root / "results" / "stdout", "w") as log:  # where Gradescope keeps run_autograder's output
+        subprocess.run([root / "run_autograder"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    (root / "results").rename(kept)
+    results = json.loads((kept / "results.json").read_text())
+    status = results.get("extra_data", {}).get("status", "error")
+    print(f"{submission}: {results['score']:g} points ({status}, {results['execution_time']:g} s); results.json and stdout in {kept}")
+    if status != Outcome.GRADED.value:  # what the student reads, under the name the TA gave it
+        print(f"    {results['output']}")
+    return results
 
 
 def main(argv: list[str]) -> int:

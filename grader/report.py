@@ -1,6 +1,9 @@
 """
-A grading report as text (a per-part table; -v adds each case, -vv what each part printed) and as
-Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
+A grading report as text (a per-part table and each failed case; -v adds the passed ones, -vv what
+each part printed) and as Gradescope's results.json
+(https://gradescope-autograders.readthedocs.io/en/latest/specs/). What a student may receive names
+their submission as they named it and nothing of the machine that graded it: the Sandbox line and
+the notes are for staff alone (staff_notes, and extra_data).
 """
 
 import json
@@ -13,15 +16,16 @@ from .results import Outcome, PartResult, Report
 COLOURS = {"full": "\033[32m", "partial": "\033[33m", "none": "\033[31m", "dim": "\033[2m"}
 RESET = "\033[0m"
 PRINTED_LINES = 40  # of each part's output, with -vv
+# What a report calls the submission where the file graded is a copy of the student's (batch mode), from the
+# environment: a command line, which any process can read, names no student.
+NAME_ENV = "GRADER_SUBMISSION_NAME"
 
 
 def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
-    def paint(text: str, how: str) -> str:
-        return f"{COLOURS[how]}{text}{RESET}" if colour else text
-
+    """What a student may read: a line per part and under it each failed case (-v: every case; -vv: what the part printed)."""
     # One column for the scores, after the longest title or case name (hidden cases have long names).
     width = max(len(text) for p in report.parts for text in (p.part.title, *(f"    {case.name}" for case in p.cases))) + 2
-    lines = [f"Grading {report.submission}", ""]
+    lines = [f"Grading {report.name}", ""]
     for result in report.parts:
         note = result.reason if result.stop else ""
         if verbose:
@@ -29,32 +33,41 @@ def render(report: Report, verbose: int = 0, colour: bool = False) -> str:
             note += f" ({result.seconds:.0f} s, {cpu})"
         lines.append(
             f"{result.part.title:<{width}}"
-            + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score))
+            + paint(f"{result.score:>6g} / {result.part.max_score:g}", level(result.score, result.part.max_score), colour)
             + f"  {note}".rstrip()
         )
-        lines += [paint(f"    warning: {warning}", "partial") for warning in result.warnings]
-        if verbose and not result.stop:
-            for case in result.cases:
+        lines += [paint(f"    warning: {warning}", "partial", colour) for warning in result.warnings]
+        if not result.stop:  # a part stopped as a whole has its one reason
+            failed = [case for case in result.cases if case.score < case.max_score]
+            for case in result.cases if verbose else failed:
                 lines.append(
                     f"    {case.name:<{width - 4}}"
-                    + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score))
+                    + paint(f"{case.score:>6.4g} / {case.max_score:.4g}", level(case.score, case.max_score), colour)
                     + f"  {case.message}"
                 )
         if verbose > 1 and result.output.strip():
             printed = result.output.rstrip().splitlines()[-PRINTED_LINES:]
-            lines += [paint(f"    | {line}", "dim") for line in printed]
+            lines += [paint(f"    | {line}", "dim", colour) for line in printed]
     max_total = sum(p.part.max_score for p in report.parts if not p.part.extra_credit)
     extra = [p for p in report.parts if p.part.extra_credit]
     lines.append("")
-    total = f"{'Total':<{width}}" + paint(f"{report.total:>6g} / {max_total:g}", level(report.total, max_total))
+    total = f"{'Total':<{width}}" + paint(f"{report.total:>6g} / {max_total:g}", level(report.total, max_total), colour)
     if extra:
         total += f"  + {report.extra_credit:g} / {sum(p.part.max_score for p in extra):g} extra credit"
     lines.append(total + f"  ({report.seconds:.0f} s)")
-    if verbose and report.sandbox:
-        lines.append(paint("Sandbox: " + "; ".join(f"{name}: {what}" for name, what in report.sandbox.items()), "dim"))
-    if verbose:
-        lines += [paint(f"Note: {note}", "partial") for note in report.notes]
     return "\n".join(lines)
+
+
+def staff_notes(report: Report, colour: bool = False) -> str:
+    """For staff only: what the grading machine's kernel enforced (the Sandbox line, which names where its Python is) and what went wrong on it."""
+    lines = [paint(f"Note: {note}", "partial", colour) for note in report.notes]
+    if report.sandbox:
+        lines.insert(0, paint("Sandbox: " + "; ".join(f"{name}: {what}" for name, what in report.sandbox.items()), "dim", colour))
+    return "\n".join(lines)
+
+
+def paint(text: str, how: str, colour: bool) -> str:
+    return f"{COLOURS[how]}{text}{RESET}" if colour else text
 
 
 def level(score: float, max_score: float) -> str:
@@ -110,11 +123,12 @@ def summary(report: Report) -> dict:
     parts = {r.part.name: {"score": r.score, "stop": r.stop.value if r.stop else "", "reason": one_line(r.reason)} for r in report.parts}
     return {
         "status": Outcome.GRADED.value,
-        "submission": Path(report.submission).name,
+        "submission": report.name,
         "parts": parts,
         "total": report.total,
         "extra_credit": report.extra_credit,
         "notes": report.notes,
+        "sandbox": report.sandbox,
     }
 
 

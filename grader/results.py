@@ -5,6 +5,7 @@ outcome. Plain data, made by grade.py and shown by report.py.
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from .parts import Kind, Part
 from .protocol import Stop
@@ -52,11 +53,16 @@ class PartResult:
 
 @dataclass
 class Report:
-    submission: str
+    submission: str  # what was graded: its path, or the name the student gave it
     parts: list[PartResult]
     seconds: float = 0.0
     sandbox: dict = field(default_factory=dict)  # protection -> what it achieved, or why it is unavailable
     notes: list[str] = field(default_factory=list)  # for the staff: what went wrong on the grading machine, and what to do
+
+    @property
+    def name(self) -> str:
+        """The submission as the student named it (their zip, their folder), never where this machine put it."""
+        return PurePath(self.submission).name
 
     @property
     def total(self) -> float:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import grader.batch
@@ -28,13 +29,19 @@ def test_batch_grades_a_canvas_download_and_plain_zips_and_resumes(tmp_path):
     assert (rows["123"]["name"], rows["123"]["late"], rows["123"]["file"]) == ("doejane", "late", "doejane_LATE_123_501_hw1-1.zip")
     assert rows["123"]["status"] == "graded" and rows["123"]["score"] == "0.0" and rows["123"]["lora"] == "0.0"
     assert rows["xyz789"]["status"] == "invalid zip" and "not a zip file" in rows["xyz789"]["reason"]
-    # Each submission's feedback: the -v report (a file, so no colour) and Gradescope's results.json.
+    # Each submission's feedback: the -v report (a file, so no colour) and Gradescope's results.json. What the student
+    # reads names their zip, never the copy graded in a temporary folder, nor anything of this machine (its Sandbox line).
     feedback = tmp_path / "results-feedback"
     report = (feedback / "123.txt").read_text()
     assert "not implemented" in report and "0 / 100" in report and "\033[" not in report
+    assert report.startswith("Grading doejane_LATE_123_501_hw1-1.zip\n") and "Sandbox" not in report
+    invalid = (feedback / "xyz789.txt").read_text()
+    assert invalid == "invalid zip, 0 points: not a zip file (or it is truncated or corrupt)\n"
+    assert tempfile.gettempdir() not in json.loads((feedback / "xyz789.json").read_text())["output"]
     results = json.loads((feedback / "123.json").read_text())
+    assert results["extra_data"]["sandbox"]["seccomp"]  # for staff: Gradescope shows extra_data to no student
     assert results["score"] == 0 and "leaderboard" not in results and results["execution_time"] > 0
-    assert {test["output"] for test in results["tests"]} == {"not implemented"}
+    assert all(test["output"].startswith("not implemented") for test in results["tests"])
     assert sum(test["max_score"] for test in results["tests"]) == 105
     assert all(set(test) == {"name", "score", "max_score", "output", "visibility"} for test in results["tests"])
     assert json.loads((feedback / "xyz789.json").read_text())["extra_data"]["status"] == "invalid zip"

@@ -5,16 +5,18 @@ Gradescope runs it (setup.sh, then run_autograder per submission) under a tempor
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from grader.grade import InvalidSubmission
-from grader.gradescope import build, submission_zip
+from grader.gradescope import build, submission_zip, upload_name
 from grader.release import release
 from tests.helpers import REPO, run_grader
 
@@ -59,20 +61,39 @@ def test_the_zip_holds_the_scripts_at_its_root_and_the_grader_and_reference_unde
 
 def test_the_autograder_run_as_gradescope_runs_it_scores_the_reference_starter_and_a_broken_one(tmp_path, hidden):
     release(tmp_path / "starter")
+    shutil.copytree(tmp_path / "starter" / "homework", tmp_path / "my-solution")  # a package folder of any name
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(broken, "w") as archive:
         for file in sorted((REPO / "homework").rglob("*.py")):
             text = file.read_text() + ("\nclass Unfinished(\n" if file.name == "low_precision.py" else "")
             archive.writestr(f"homework/{file.relative_to(REPO / 'homework')}", text)
+    notes = make_files(tmp_path / "notes", ["notes.txt"])
     root = tmp_path / "autograder"
-    result = run_grader("gradescope", str(tmp_path / "autograder.zip"), "--hidden", str(hidden), "--root", str(root),
-                        "--check", str(REPO / "homework"), "--check", str(tmp_path / "starter" / "homework"), "--check", str(broken))  # fmt: skip
+    checks = [REPO / "homework", tmp_path / "my-solution", broken, notes]
+    result = run_grader(
+        "gradescope", str(tmp_path / "autograder.zip"), "--hidden", str(hidden), "--root", str(root), *(f"--check={c}" for c in checks)
+    )
     assert result.returncode == 0, result.stderr
-    scores = [line.split(": ")[1].split()[0] for line in result.stdout.splitlines()[1:]]
-    assert scores == ["105", "0", "55"], result.stdout  # the broken 4-bit costs 4-bit and QLoRA, built on it
+    # Set up once, then a line per check, naming it and its own results folder (and, when it was not graded, what the student reads).
+    lines = [line for line in result.stdout.splitlines()[1:] if not line.startswith("    ")]
+    assert [line.split(": ")[0] for line in lines] == [str(c) for c in checks]
+    assert sum(line.startswith(("parts will run as", "warning: ")) for line in result.stderr.splitlines()) == 1, result.stderr  # setup.sh
+    assert [line.split(": ")[1].split()[0] for line in lines] == ["105", "0", "55", "0"], result.stdout  # broken 4-bit: QLoRA too
+    assert [line.split()[-1] for line in lines] == [str(root / f"results-{n}") for n in range(1, 5)]
+    assert "\n    Not graded, 0 points: no homework package: expected homework/__init__.py" in result.stdout
+    runs = [json.loads((root / f"results-{n}" / "results.json").read_text()) for n in range(1, 5)]
+    assert [run["extra_data"]["submission"] for run in runs] == ["homework", "my-solution", "broken.zip", "notes"]
 
-    # What the last run left: results.json as Gradescope reads it, and the files only root may read.
-    results = json.loads((root / "results" / "results.json").read_text())
+    # What a student reads names their upload, and nothing of this machine; staff have the Sandbox line.
+    for n, run in enumerate(runs, 1):
+        student = [run["output"], *(test["output"] for test in run["tests"])]
+        assert not [text for text in student if tempfile.gettempdir() in text or "Sandbox" in text], student
+        if n < 4:
+            assert run["output"].startswith(f"Grading {run['extra_data']['submission']}\n") and run["extra_data"]["sandbox"]
+            assert "\nSandbox: " in (root / f"results-{n}" / "stdout").read_text()
+
+    # The broken one's results.json as Gradescope reads it, and the files only root may read.
+    results = runs[2]
     assert results["score"] == 55 and results["execution_time"] > 0 and results["extra_data"]["parts"]["qlora"]["score"] == 0
     hidden_tests = [t for t in results["tests"] if "score" in t]
     self_checks = [t for t in results["tests"] if "score" not in t]
@@ -85,8 +106,8 @@ def test_the_autograder_run_as_gradescope_runs_it_scores_the_reference_starter_a
             stat.S_IMODE((root / "source").stat().st_mode) == 0o700
             and stat.S_IMODE((root / "source" / "hidden.json").stat().st_mode) == 0o600
         )
-    assert stat.S_IMODE((root / "results").stat().st_mode) == 0o700
-    assert "Total" in (root / "results" / "stdout").read_text()  # staff's view: the -v report
+    assert stat.S_IMODE((root / "results-3").stat().st_mode) == 0o700
+    assert "Total" in (root / "results-3" / "stdout").read_text()  # staff's view: the -v report
 
 
 def test_results_json_is_written_even_when_the_grader_cannot_start(tmp_path):
@@ -106,8 +127,10 @@ def test_an_upload_that_cannot_be_graded_gets_its_reason_in_results_json(tmp_pat
     env = {**os.environ, "AUTOGRADER_ROOT": str(tmp_path)}
     subprocess.run([sys.executable, "-m", "grader.gradescope", "run", "--visibility", "after_published"], cwd=REPO, env=env, check=True)
     results = json.loads((tmp_path / "results" / "results.json").read_text())
-    assert results["score"] == 0 and results["extra_data"]["status"] == "invalid zip" and "has no homework package" in results["output"]
+    assert results["score"] == 0 and results["extra_data"]["status"] == "invalid zip" and "no homework package" in results["output"]
     assert "execution_time" in results
+    # It names the upload as the student named it, not the zip it was packed into in a temporary folder.
+    assert results["extra_data"]["submission"] == "notes.txt" and tempfile.gettempdir() not in results["output"]
 
 
 def make_files(folder: Path, names: list[str]) -> Path:
@@ -132,6 +155,22 @@ def test_an_upload_is_graded_whatever_its_form(tmp_path):
     # The package's files uploaded one by one: they are the package.
     upload = make_files(tmp_path / "loose", ["__init__.py", "lora.py"])
     assert packed(submission_zip(upload, tmp_path / "loose")) == ["homework/__init__.py", "homework/lora.py"]
+    # The package's folder, whatever its name.
+    upload = make_files(tmp_path / "named", ["my-solution/__init__.py", "my-solution/lora.py"])
+    assert packed(submission_zip(upload, tmp_path)) == ["homework/__init__.py", "homework/lora.py"]
+
+
+@pytest.mark.parametrize(
+    "names, name",
+    [
+        (["abc123.zip"], "abc123.zip"),
+        (["homework/__init__.py"], "homework"),
+        (["my-solution/__init__.py"], "my-solution"),
+        (["__init__.py", "lora.py"], "the files uploaded"),
+    ],
+)
+def test_what_the_student_reads_calls_their_upload_as_they_named_it(tmp_path, names, name):
+    assert upload_name(make_files(tmp_path / "upload", names)) == name
 
 
 @pytest.mark.parametrize(

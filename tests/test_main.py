@@ -82,6 +82,14 @@ def test_an_invalid_zip_scores_0_in_one_line_with_results_json(tmp_path, name):
     assert not (tmp_path.parent / "escaped.py").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["abc123.zip", "results.json"]
 
 
+def test_a_zip_s_report_names_the_zip_and_leaves_what_concerns_this_machine_to_stderr(tmp_path):
+    """The report may be sent to the student: it names their zip, not where it lies here, and -v's Sandbox line is on stderr."""
+    result = run_grader(str(starter_zip(tmp_path, "abc123")), "--part", "half_precision", "-v")
+    assert result.returncode == 0 and result.stdout.startswith("Grading abc123.zip\n") and "0 / 20" in result.stdout
+    assert str(tmp_path) not in result.stdout and "Sandbox" not in result.stdout
+    assert result.stderr.startswith("Sandbox: separate users: "), result.stderr
+
+
 def test_staff_make_secret_hidden_cases_readable_by_them_only(tmp_path):
     path = tmp_path / "staff" / "hidden.json"
     result = run_grader("hidden", str(path))
@@ -95,11 +103,10 @@ def test_staff_make_secret_hidden_cases_readable_by_them_only(tmp_path):
 
 def test_the_report_prints_in_any_code_page(tmp_path):
     """A console that cannot show é (Windows' default code pages): the report escapes it rather than crash."""
-    package = tmp_path / "café" / "homework"
-    package.parent.mkdir()
     starter_zip(tmp_path, "s")
     with zipfile.ZipFile(tmp_path / "s.zip") as archive:
-        archive.extractall(package.parent)
+        archive.extractall(tmp_path)
+    package = (tmp_path / "homework").rename(tmp_path / "café")  # a package folder of any name: the report names it
     result = subprocess.run(
         [sys.executable, "-m", "grader", str(package), "--part", "half_precision"],
         cwd=REPO,
