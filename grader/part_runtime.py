@@ -37,8 +37,8 @@ del sys.path[0]  # nothing in the runtime folder may shadow what torch or the su
 class Session:
     """The state between requests: the part's module and its model, and the features a backward pass starts from."""
 
-    def __init__(self, part: str):
-        self.part = part
+    def __init__(self, start: dict):
+        self.start, self.part = start, start["part"]
         self.module = self.model = self.features = None
 
     def load(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
@@ -49,7 +49,10 @@ class Session:
             self.module = importlib.import_module(f"homework.{self.part}")
         self.model = self.module.load(fields["path"])
         if not isinstance(self.model, torch.nn.Module):
-            raise TypeError(f"load() returned a {type(self.model).__name__}, not a torch.nn.Module")
+            made = "None" if self.model is None else f"a {type(self.model).__name__}"
+            raise TypeError(
+                f"load() in homework/{self.part}.py returned {made}, not a torch.nn.Module: write it to build the model and return it"
+            )
         registered = {name: table[attribute] for name, table, attribute in registered_tensors(self.model)}
         answer = {
             "dtypes": {name: wire.dtype_name(name, t) for name, t in registered.items()},
@@ -74,10 +77,10 @@ class Session:
     def forward(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         if not fields["profile"]:
             with torch.no_grad():
-                return {"products": {}}, {"y": answerable(self.model(tensors["x"]), tensors["x"])}
-        with torch.no_grad(), MatrixProducts() as products:
+                return {"products": {}, "slowest": ""}, {"y": answerable(self.model(tensors["x"]), tensors["x"])}
+        with torch.no_grad(), MatrixProducts(self.start) as products:
             y = self.model(tensors["x"])
-        return {"products": products.counts}, {"y": answerable(y, tensors["x"])}
+        return {"products": products.counts, "slowest": products.slowest()}, {"y": answerable(y, tensors["x"])}
 
     def layers(self, fields: dict, tensors: dict) -> tuple[dict, dict]:
         """The input and output of each of the model's modules named, for x: where its output departs from BigNet's."""
@@ -136,9 +139,12 @@ def registered_tensors(model: torch.nn.Module):
 
 class MatrixProducts(TorchFunctionMode):
     """
-    Counts the multiply-adds of the matrix products a forward pass asks for, by dtype: where a CPU spends
-    a slow part's time (float16 products are 15 to 20 times slower there than float32 ones).
+    Counts the multiply-adds of the matrix products a forward pass asks for, by dtype, and by the place
+    in the student's code that asks for them: where a CPU spends a slow part's time (float16 products
+    are 15 to 20 times slower there than float32 ones).
     """
+
+    SLOWER = {"float16": 15, "bfloat16": 15}  # a CPU's time per multiply-add, against float32's
 
     # Each product a @ b, and which dimension of b holds its outputs: linear(x, weight) is x @ weight.T.
     OUTPUTS = {
@@ -148,16 +154,28 @@ class MatrixProducts(TorchFunctionMode):
         ),
     }
 
-    def __init__(self):
+    def __init__(self, start: dict):
         super().__init__()
+        self.start = start
         self.counts: dict[str, int] = {}
+        self.costs: dict[str, float] = {}  # place -> multiply-adds, weighted by how slow their dtype is
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func in self.OUTPUTS and len(args) >= 2 and all(isinstance(a, torch.Tensor) and a.dim() > 0 for a in args[:2]):
             a, b = args[:2]
-            dtype = str(a.dtype).removeprefix("torch.")
-            self.counts[dtype] = self.counts.get(dtype, 0) + a.numel() * b.shape[self.OUTPUTS[func]]
+            dtype, products = str(a.dtype).removeprefix("torch."), a.numel() * b.shape[self.OUTPUTS[func]]
+            self.counts[dtype] = self.counts.get(dtype, 0) + products
+            frames, frame = [], sys._getframe(1)
+            while frame is not None:
+                frames.append((frame.f_code.co_filename, frame.f_lineno, ""))
+                frame = frame.f_back
+            place = shown(innermost(frames[::-1], self.start), self.start)
+            self.costs[place] = self.costs.get(place, 0) + products * self.SLOWER.get(dtype, 1)
         return func(*args, **(kwargs or {}))
+
+    def slowest(self) -> str:
+        """The place in the student's code whose matrix products cost the most ("" if none is theirs)."""
+        return max(self.costs, key=self.costs.get) if self.costs else ""
 
 
 def answerable(y, x: torch.Tensor) -> torch.Tensor:
@@ -177,11 +195,11 @@ def main(requests: int, answers: int) -> None:
         faulthandler.register(protocol.STACK_SIGNAL, all_threads=True)  # to our output, which the grading process reads
     limit_resources(start["memory_cap"], start["output_cap"])
     torch.set_num_threads(1)  # the same numbers whatever the machine's core count, and parts can run side by side
-    warm_up()
+    warm_up(start)
     sys.path[:] = [start["submission"], *start["path"]]  # the submission's `homework` package, then Python's own
     protections = confine(start)
     protocol.write_all(answers, *protocol.encode({"nonce": start["nonce"], "protections": protections}))
-    handlers = Session(start["part"]).handlers()
+    handlers = Session(start).handlers()
     while answer(requests, answers, handlers, start):
         pass
 
@@ -277,7 +295,7 @@ def first_to_go(adjustment: int) -> None:
         pass
 
 
-def warm_up() -> None:
+def warm_up(start: dict) -> None:
     """
     Import what the homework's given files import, and run a layer forward, backward and through an
     optimizer step once (grading runs no optimizer here, but a load() may): what they import and set
@@ -293,7 +311,7 @@ def warm_up() -> None:
     layer = torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.LayerNorm(1024))
     layer(torch.ones(8, 1024)).sum().backward()
     torch.optim.AdamW(layer.parameters()).step()
-    with torch.no_grad(), MatrixProducts():
+    with torch.no_grad(), MatrixProducts(start):
         layer(torch.ones(8, 1024))
     wire.load(wire.dump({"x": torch.ones(4)}))
 
@@ -326,10 +344,35 @@ def audit_hooks() -> None:
     sys.addaudithook(hook)
 
 
+def innermost(frames: list, start: dict) -> tuple | None:
+    """
+    Of `frames` ((file, line, function), outermost first), the innermost in a file the student writes
+    (a part's file), or else in their package: an error inside a given helper is the call's. None if
+    none is theirs.
+    """
+    ours = [frame for frame in frames if frame[0].startswith(start["submission"])]
+    written = [frame for frame in ours if os.path.basename(frame[0]) in start["written"]]
+    return (written or ours or [None])[-1]
+
+
+def shown(place: tuple | None, start: dict) -> str:
+    """A place as the student knows it, "homework/lora.py, line 24" ("" for None)."""
+    return f"{os.path.relpath(place[0], start['submission'])}, line {place[1]}" if place else ""
+
+
 def describe(error: BaseException, start: dict) -> str:
-    """One line for the student: what went wrong, and where in their code."""
-    if isinstance(error, NotImplementedError):
-        return "not implemented"
+    """One line for the student: what went wrong, and where in their code (innermost)."""
+    frames = [
+        (f.f_code.co_filename, line, getattr(f.f_code, "co_qualname", f.f_code.co_name))
+        for f, line in traceback.walk_tb(error.__traceback__)
+    ]
+    if isinstance(error, SyntaxError):
+        frames.append((error.filename or "", error.lineno, ""))
+    place = innermost(frames, start)
+    if isinstance(error, NotImplementedError):  # the starter's: its message is the hint of what to write
+        hint = f": {str(error).strip()}" if str(error).strip() else ""
+        return (f"not implemented: write {place[2]} ({shown(place, start)})" if place else "not implemented") + hint
+    where = f" ({shown(place, start)})" if place else ""
     if isinstance(error, SystemExit):
         return f"called sys.exit({error.code!r})"
     if isinstance(error, OSError) and error.errno == errno.EFBIG:  # RLIMIT_FSIZE; Python ignores its signal
@@ -338,11 +381,6 @@ def describe(error: BaseException, start: dict) -> str:
         lines = str(error.msg if isinstance(error, SyntaxError) else error).strip().splitlines()
     except Exception:  # a submission's exception can fail even at this
         lines = ["(cannot be printed)"]
-    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__)]
-    if isinstance(error, SyntaxError):
-        frames.append((error.filename or "", error.lineno))
-    frames = [(file, line) for file, line in frames if file.startswith(start["submission"])]
-    where = f" ({os.path.relpath(frames[-1][0], start['submission'])}, line {frames[-1][1]})" if frames else ""
     if isinstance(error, MemoryError) or any("can't allocate memory" in line for line in lines):
         return f"ran out of memory (the limit is {start['memory_cap'] / 2**30:g} GB)" + where
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300] + where

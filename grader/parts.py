@@ -63,7 +63,9 @@ PARTS = (
     # Fewer than 1.5 M trainable parameters, as the course's grader requires: rank 40 at most.
     Part("qlora", "QLoRA", {Kind.OUTPUT: 10, Kind.MEMORY: 5, Kind.ADAPTERS: 5, Kind.TRAINING: 10}, 25 * MB, 0.3, 0.05, "low_precision", cpu_seconds=7, max_trainable=1_500_000),
     # Reference: mean diff 0.0279, max 0.168; 8.99 MB (9,429,064 bytes, trellis-coded). The limits are the handout's.
-    Part("lower_precision", "Lower precision (extra credit)", {Kind.OUTPUT: 2, Kind.MEMORY: 3}, 9 * MB, 0.5, 0.1, "lower_precision", cpu_seconds=8, extra_credit=True),
+    # They scale as the handout's 4-bit scheme's error does, not the trellis reference's: on heavy-tailed weights,
+    # where any absmax scheme of 3 bits or fewer loses most, the trellis loses no more than on the others.
+    Part("lower_precision", "Lower precision (extra credit)", {Kind.OUTPUT: 2, Kind.MEMORY: 3}, 9 * MB, 0.5, 0.1, "low_precision", cpu_seconds=8, extra_credit=True),
 )
 # fmt: on
 PART_NAMES = tuple(part.name for part in PARTS)
@@ -92,9 +94,16 @@ class Training:
 TRAINING = Training()
 
 # How much an output figure, as a share of its limit, moves from the public case of a weight family to hidden
-# ones: the most measured for the honest corpus over 10 draws of each family (benchmarks/hidden_draws.py).
-# A public figure closer to its limit than that is warned about: a hidden case may fail.
-DRAW_SPREAD = 0.30
+# ones: the most measured for the honest corpus over 10 draws of each family (benchmarks/hidden_draws.py: 35.4 %,
+# the reference extra credit on gaussian weights). A public figure closer to its limit than that is warned about.
+DRAW_SPREAD = 0.36
+
+# An output off BigNet's by at most this many times a part's limits is a lossy BigNet: its memory and adapters
+# still count. Measured on the default checkpoint against the 4-bit limits (max, mean): 2-bit codes 2.35x, 2.21x;
+# a block dropped 1.73x, 1.63x. What no weights reach is farther: the inputs themselves 3.49x, 3.90x (the mean of
+# eight other BigNets' outputs, the best guess without these weights, 3.59x, 4.03x), other weights 5.3x, zeros 15x.
+# Every grading run's first checkpoint, where this is judged, is of the default family (suite.make_hidden).
+LOSSY = 3
 
 # A part's time is the CPU time its processes use, as the kernel counts it: the same on an idle machine, a
 # busy one or Gradescope's half core (part_process.Budget). The slowest honest style, float16 arithmetic on the

@@ -67,6 +67,10 @@ def counts(value) -> bool:
     )
 
 
+def text(value) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_LINE
+
+
 def texts(value) -> bool:
     return isinstance(value, dict) and len(value) <= 100 and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
@@ -84,7 +88,7 @@ class Contract:
 CONTRACTS = {
     Ask.START: Contract(
         "confine itself (confinement.py) and warm up; answer what protections are in force",
-        ("part", "submission", "readable", "path", "memory_cap", "output_cap", "protections"),
+        ("part", "submission", "written", "readable", "path", "memory_cap", "output_cap", "protections"),
         answer_fields={"protections": texts},
     ),
     Ask.LOAD: Contract(
@@ -97,10 +101,11 @@ CONTRACTS = {
         "put these tensors in place of the model's parameters and buffers of those names (trainable as named)", ("trainable",), None
     ),
     Ask.FORWARD: Contract(
-        "model(x) without gradients; answer y, and (if `profile`) the multiply-adds of its matrix products by dtype",
+        "model(x) without gradients; answer y, and (if `profile`) the multiply-adds of its matrix products by dtype,"
+        " and the place in the student's code whose products cost the most",
         ("profile",),
         ("x",),
-        {"products": counts},
+        {"products": counts, "slowest": text},
     ),
     Ask.LAYERS: Contract(
         "model(x) without gradients; answer what goes in and out of the modules named, where it is a float tensor of x's shape",

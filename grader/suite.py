@@ -1,7 +1,7 @@
 """
 The cases a grading run covers: checkpoints (a seed and a weight family), batches of inputs and
 training seeds. The public self-check's are fixed here; staff write hidden ones, from secret seeds,
-to a JSON file (`make_hidden`, `load_suite`; see grader/README.md) without changing any code.
+to a JSON file (`make_hidden`, `load_suite`; see grader/STAFF.md) without changing any code.
 """
 
 import hashlib
@@ -52,8 +52,6 @@ PUBLIC_SCALES = {
     ("half_precision", PUBLIC.checkpoints[2]): (1.289, 1.128),
     ("low_precision", PUBLIC.checkpoints[1]): (1.465, 1.313),
     ("low_precision", PUBLIC.checkpoints[2]): (1.691, 1.527),
-    ("lower_precision", PUBLIC.checkpoints[1]): (1.0, 1.008),
-    ("lower_precision", PUBLIC.checkpoints[2]): (1.0, 1.013),
 }
 HIDDEN_ENV = "GRADER_HIDDEN"
 # torch's CPU generator is seeded with the low 32 bits of a seed: below this, a submission could try them all.

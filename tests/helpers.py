@@ -28,6 +28,32 @@ def run_grader(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=REPO, capture_output=True, text=True)
 
 
+# Edits that make a submission from the reference package (tests/test_grader.py, tests/test_mistakes.py): each fails
+# loudly where the reference no longer holds what it edits.
+def replace(file: str, old: str, new: str):
+    def edit(package: Path) -> None:
+        text = (package / file).read_text()
+        assert text.count(old) == 1, f"{old!r} is not in {file} exactly once: update the test to the reference"
+        (package / file).write_text(text.replace(old, new))
+
+    return edit
+
+
+def append(file: str, text: str):
+    def edit(package: Path) -> None:
+        with open(package / file, "a") as f:
+            f.write(text)
+
+    return edit
+
+
+def write(file: str, text: str):
+    def edit(package: Path) -> None:
+        (package / file).write_text(text)
+
+    return edit
+
+
 def write_zip(path, entries, method=zipfile.ZIP_DEFLATED):
     """`entries` maps a name, or a ZipInfo for the odd cases, to the bytes to store."""
     with zipfile.ZipFile(path, "w", method) as archive:

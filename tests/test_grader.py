@@ -26,7 +26,7 @@ from grader.release import strip_markers
 from grader.report import gradescope, render
 from grader.suite import PUBLIC, Suite, load_suite, make_hidden
 from tests.corpus import HONEST
-from tests.helpers import STUB
+from tests.helpers import STUB, append, replace, write
 
 REFERENCE = Path(__file__).resolve().parent.parent / "homework"
 TIMEOUT = 30  # CPU seconds per part for the broken submissions: their slowest part takes about 15 s here (the reference report gets the real limit)
@@ -34,30 +34,6 @@ TIMEOUT = 30  # CPU seconds per part for the broken submissions: their slowest p
 # change no broken submission's score (the reference report is graded on all of them).
 DEFAULT_CHECKPOINT = Suite()
 FULL = {part.name: part.max_score for part in PARTS}  # tests/test_parts.py holds the table to the handout
-
-
-def replace(file: str, old: str, new: str):
-    def edit(package: Path) -> None:
-        text = (package / file).read_text()
-        assert text.count(old) == 1, f"{old!r} is not in {file} exactly once: update the test to the reference"
-        (package / file).write_text(text.replace(old, new))
-
-    return edit
-
-
-def append(file: str, text: str):
-    def edit(package: Path) -> None:
-        with open(package / file, "a") as f:
-            f.write(text)
-
-    return edit
-
-
-def write(file: str, text: str):
-    def edit(package: Path) -> None:
-        (package / file).write_text(text)
-
-    return edit
 
 
 HALF_NET = "        super().__init__(make_linear=HalfLinear)\n"
@@ -135,7 +111,7 @@ def stop_in_load(module: str, body: str):
     return replace(f"{module}.py", "def load(path", f"def load(path=None):\n{body}\n\n\ndef replaced_load(path")
 
 
-# --- Attacks by a student who has read the starter (grader/ included), each as the grader's README
+# --- Attacks by a student who has read the starter (grader/ included), each as grader/STAFF.md
 # describes it. Each must lose the cases it cheats on, for the reason the grader names.
 
 REPO = REFERENCE.parent
@@ -556,7 +532,7 @@ def load(path=None, lora_dim=32):
 # A LoRA that learns nothing, but answers gradients it made up: from the features' gradient it reads each training
 # input's label and the head's direction, and answers, for the reference's own last lora_b (zero at load), a
 # gradient whose signs are those; AdamW's first step moves each element by about lr * sign(gradient), which
-# writes them, and the evaluator reads them back. Open (grader/README.md, "still out of reach"): a gradient
+# writes them, and the evaluator reads them back. Open (grader/STAFF.md, "still out of reach"): a gradient
 # is the part's to report, and the 128 noise labels are scored where they were learned.
 FORGES_ITS_GRADIENTS = """
 
@@ -937,7 +913,7 @@ def test_the_reference_report_as_text_and_as_gradescope_json(reference_report):
     assert board["Extra credit: mean abs diff"] == pytest.approx(0.0279, abs=1e-4)
 
 
-OPEN = {"forges_its_gradients": "a made-up gradient writes the labels through AdamW's first step: 30 of 30 (grader/README.md)"}
+OPEN = {"forges_its_gradients": "a made-up gradient writes the labels through AdamW's first step: 30 of 30 (grader/STAFF.md)"}
 
 
 @pytest.mark.parametrize(
@@ -1106,7 +1082,7 @@ def test_without_landlock_grading_for_credit_refuses_and_the_self_check_runs(tmp
         or "without Landlock" in refused.stderr
     ), refused.stderr
     self_check = subprocess.run([*command, "-v"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert self_check.returncode == 0 and "20 / 20" in self_check.stdout and "Landlock: unavailable" in self_check.stdout, (
+    assert self_check.returncode == 0 and "20 / 20" in self_check.stdout and "Landlock: unavailable" in self_check.stderr, (
         self_check.stdout + self_check.stderr
     )
 
@@ -1154,7 +1130,7 @@ def test_the_self_check_runs_as_on_windows(tmp_path):
         timeout=600,
     )
     assert lora.returncode == 0 and "30 / 30" in lora.stdout and "CPU time n/a (Linux only)" in lora.stdout, lora.stdout + lora.stderr
-    assert "separate users: unavailable: the grader is not root" in lora.stdout
+    assert "separate users: unavailable: the grader is not root" in lora.stderr  # the Sandbox line: staff's, on stderr
     # No process group to kill, and no resource limits in the part's process: the grading process stops a loop and a print flood.
     broken = make_submission(tmp_path / "broken", BROKEN["infinite_loop_in_forward"].edits + BROKEN["print_flood"].edits)
     stopped = subprocess.run(

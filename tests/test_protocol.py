@@ -42,10 +42,11 @@ def test_every_request_is_declared_with_what_its_answer_carries():
 
 def test_an_answer_must_carry_the_nonce_of_the_request_it_answers():
     request = forward()
-    answer = answer_to(request, {"products": {"float32": 6}}, {"y": torch.ones(2, 3)})
-    assert answer.fields == {"products": {"float32": 6}} and torch.equal(answer.tensors.tensor("y"), torch.ones(2, 3))
+    answer = answer_to(request, {"products": {"float32": 6}, "slowest": ""}, {"y": torch.ones(2, 3)})
+    assert answer.fields == {"products": {"float32": 6}, "slowest": ""} and torch.equal(answer.tensors.tensor("y"), torch.ones(2, 3))
     with pytest.raises(BadAnswer, match="other than the answer to forward"):
-        answer_to(request, {"products": {}}, {"y": torch.ones(2, 3)}, nonce="0" * 16)  # written ahead, before the request existed
+        # written ahead, before the request existed
+        answer_to(request, {"products": {}, "slowest": ""}, {"y": torch.ones(2, 3)}, nonce="0" * 16)
     assert forward().nonce != request.nonce
 
 
@@ -62,7 +63,7 @@ def test_an_answer_holds_just_the_tensors_its_request_expects_each_within_its_bo
         ({"y": torch.ones(7)}, "'y', which has 7 elements, more than the 6 asked for"),
     ):
         with pytest.raises(BadAnswer, match=words):
-            answer_to(forward(), {"products": {}}, tensors)
+            answer_to(forward(), {"products": {}, "slowest": ""}, tensors)
     layers = Request(
         Ask.LAYERS, {"names": ["a"]}, {"x": torch.zeros(2, 3)}, Expect({"a in": Bound(shape=(2, 3), dtypes=FLOATS)}, some=True)
     )
@@ -94,7 +95,7 @@ def test_a_payload_that_is_not_safetensors_is_refused_before_anything_is_read():
     pickled = io.BytesIO()
     torch.save({"y": torch.ones(2, 3)}, pickled)  # what the grader once read with torch.load
     with pytest.raises(BadAnswer, match="its answer to forward has a payload that is not safetensors"):
-        answer_to(forward(), {"products": {}}, pickled.getvalue())
+        answer_to(forward(), {"products": {}, "slowest": ""}, pickled.getvalue())
 
 
 def test_an_error_answer_stops_the_part_with_the_submissions_reason_on_one_line():

@@ -106,6 +106,19 @@ def test_the_first_layer_that_departs_from_bignet_is_named():
     assert first_departing_layer(layers, "half_precision", checkpoint) == ""
 
 
+def test_a_skipped_layer_or_a_near_miss_is_named_too():
+    checkpoint, x = PUBLIC.checkpoints[0], torch.randn(16, 1024, generator=torch.Generator().manual_seed(0))
+    layers = layers_of(reference_model("low_precision", checkpoint), x)
+    assert first_departing_layer(layers, "low_precision", checkpoint, near=True) == ""  # the reference's own: nothing to say
+    layers["model.0.model.0 out"] = layers["model.0.model.0 out"] + 0.03  # within 4-bit's error of BigNet's, not of 4-bit's
+    assert first_departing_layer(layers, "low_precision", checkpoint).startswith("; each Linear layer matches")
+    said = first_departing_layer(layers, "low_precision", checkpoint, near=True)
+    assert said.startswith("; the first layer to depart from the reference solution's layer (low_precision.py) is block 1, layer 1"), said
+    for end in ("in", "out"):
+        del layers[f"model.10.model.0 {end}"]
+    assert "block 6, layer 1 (model.10.model.0) did not run" in first_departing_layer(layers, "low_precision", checkpoint)
+
+
 def test_hidden_cases_loosen_thresholds_where_the_reference_does_worse(tmp_path, monkeypatch):
     monkeypatch.setattr(reference, "HIDDEN_DIR", tmp_path)
     default, heavy, small = Checkpoint(SECRET[0], secret=True), Checkpoint(SECRET[1], "heavy_tailed", secret=True), Inputs(SECRET[2], 64)

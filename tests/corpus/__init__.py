@@ -19,12 +19,18 @@ def style_parts(style: str) -> tuple[str, ...]:
     return tuple(sorted(path.stem for path in (HONEST / style).glob("*.py")))
 
 
-def honest_package(style: str, folder: Path) -> Path:
-    """A homework package in `folder`: the reference with its solution markers taken out, and `style`'s files over it."""
+def reference_package(folder: Path) -> Path:
+    """A homework package in `folder`: the reference with its solution markers taken out, as a student's would be."""
     package = folder / "homework"
     shutil.copytree(REFERENCE, package, ignore=shutil.ignore_patterns("__pycache__"))
     for path in package.glob("*.py"):
         path.write_text(strip_markers(path.read_text()))
+    return package
+
+
+def honest_package(style: str, folder: Path) -> Path:
+    """reference_package, with `style`'s files over it."""
+    package = reference_package(folder)
     for path in (HONEST / style).glob("*.py"):
         shutil.copy(path, package / path.name)
     return package
