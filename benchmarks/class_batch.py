@@ -11,7 +11,7 @@ secret hidden cases with --jobs 2:
 
 Memory is the proportional set size (PSS) of every process the command started, sampled every 0.2 s.
 
-    python -m benchmarks.class_batch            # about 35 minutes on 2 cores; figures in grader/README.md
+    python -m benchmarks.class_batch            # about 35 minutes on 2 cores; figures in grader/STAFF.md
 """
 
 import csv

@@ -23,7 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 # What students get: the homework, the grader, the tools and the docs; not the project's own tests,
-# CI or benchmarks, and never a generated checkpoint or cache.
+# CI or benchmarks, nor grader/STAFF.md (hidden cases, batch grading, Gradescope, the grader's design:
+# grader/README.md is the students' page), and never a generated checkpoint or cache.
 RELEASED = (
     "README.md",
     "requirements.txt",

@@ -4,6 +4,7 @@ would use it.
 """
 
 import ast
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from grader.parts import PART_NAMES as PARTS
 from grader.release import MARKED, RELEASED, MarkerError, files, regions, release, starter_text, strip_markers
+from tests.test_docs import broken_links
 
 REPO = Path(__file__).resolve().parent.parent
 REGIONS = {"half_precision.py": 3, "lora.py": 3, "low_precision.py": 4, "qlora.py": 3, "lower_precision.py": 2, "README.md": 2}
@@ -99,18 +101,49 @@ def test_the_starter_is_the_reference_less_the_solution(starter):
             assert not leaked, f"{path.name} still has {leaked}"
 
 
+def test_the_starter_ships_the_students_page_on_the_grader_not_the_staffs(starter):
+    """grader/README.md is the students' page; grader/STAFF.md (hidden cases, batch mode, Gradescope, the design) stays here."""
+    assert (REPO / "grader" / "STAFF.md").is_file() and not (starter / "grader" / "STAFF.md").exists()
+    assert sorted(path.name for path in (starter / "grader").glob("*.md")) == ["README.md"]
+    page = (starter / "grader" / "README.md").read_text()
+    assert page == (REPO / "grader" / "README.md").read_text()
+    headings = [line for line in page.splitlines() if line.startswith("#")]
+    assert not [h for h in headings if any(word in h for word in ("Hidden", "Batch", "Canvas", "Gradescope", "trust", "Tests"))], headings
+    for document in starter.rglob("*.md"):  # what a student reads links only to what the starter has
+        assert not broken_links(document, starter), document
+
+
 def test_the_starter_imports_and_every_tool_says_not_implemented(starter):
     imported = run(starter, "-c", "import homework." + ", homework.".join(PARTS))
     assert imported.returncode == 0, imported.stderr
+    for command in (("homework.compare", "bignet", "qlora"), ("homework.fit", "lora")):  # the first makes the checkpoint, and says so
+        result = run(starter, "-m", *command, "--device", "cpu")
+        part = command[-1]
+        assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith(f"not implemented ({part}.py): "), result.stderr
     for part in PARTS:
         result = run(starter, "-m", "homework.stats", part, "--device", "cpu")
-        assert result.returncode == 1 and result.stderr.startswith("not implemented: ") and len(result.stderr.splitlines()) == 1
-    for command in (("homework.compare", "bignet", "qlora"), ("homework.fit", "lora")):
-        result = run(starter, "-m", *command, "--device", "cpu")
-        assert result.returncode == 1 and result.stderr.splitlines()[-1].startswith("not implemented: "), result.stderr
+        assert (
+            result.returncode == 1 and result.stderr.startswith(f"not implemented ({part}.py): ") and len(result.stderr.splitlines()) == 1
+        )
     # The optimizers are not a part: they ship complete, and train the given float32 BigNet.
     trained = run(starter, "-m", "homework.fit", "bignet", "--steps", "1", "--optimizer", "fira", "--step-in-backward", "--device", "cpu")
     assert trained.returncode == 0 and "bignet: best accuracy" in trained.stdout, trained.stderr
+
+
+def test_the_tools_show_what_they_can_and_name_the_file_that_is_not_written(starter, tmp_path, checkpoint_path):
+    """A student who wrote lora.py, but not yet half_precision.py, whose HalfLinear LoRA builds on: lora's column names that file."""
+    student = tmp_path / "student"
+    shutil.copytree(starter / "homework", student / "homework")
+    shutil.copy(REPO / "homework" / "lora.py", student / "homework" / "lora.py")
+    options = ("--device", "cpu", "--checkpoint", str(checkpoint_path))
+    result = run(student, "-m", "homework.stats", "bignet", "half_precision", "lora", "--batch-size", "8", *options)
+    header, *rows = result.stdout.splitlines()
+    assert result.returncode == 1 and header.split() == ["bignet", "half_precision", "lora"] and len(rows) == 7
+    assert rows[3].split() == ["Theoretical", "memory", "72.11", "MB", *["not", "implemented", "(half_precision.py)"] * 2]
+    assert result.stderr.splitlines() == [
+        "not implemented (half_precision.py): a BigNet whose Linear layers are HalfLinear",
+        "not implemented (half_precision.py): a torch.nn.Linear with its weight and bias in float16, frozen",
+    ]
 
 
 def test_the_starter_grades_0_and_bundles(starter):
