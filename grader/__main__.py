@@ -64,10 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def grade_one(options: argparse.Namespace) -> None:
+    from .protocol import one_line
     from .report import NAME_ENV, error_results, gradescope, render, staff_notes, write_json
     from .results import Outcome
 
     named = os.environ.get(NAME_ENV)  # batch mode grades a copy: the student's file goes by its own name
+    named = named and one_line(named, 100)  # as Canvas saved it, which a student chose: shown escaped
     try:
         hidden = options.hidden or os.environ.get(HIDDEN_ENV)
         for_credit = bool(hidden) or options.for_credit

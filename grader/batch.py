@@ -2,7 +2,8 @@
 Staff batch grading: a folder of ID.zip files, or the folder Canvas's "Download Submissions" makes
 (canvas.submissions: the newest zip per student), each graded in a fresh `python -m grader` process,
 several side by side. Each submission gets a feedback folder entry beside the CSV (results-feedback/ID.txt,
-the -v report, and ID.json, Gradescope's results.json); a submission whose JSON is there, for the same
+the -v report, and ID.json, Gradescope's results.json), and one for staff alone (results-staff/ID.txt: the
+grading machine's Sandbox line, notes, a traceback); a submission whose JSON is there, for the same
 file, is skipped unless --force, so an interrupted batch resumes where it stopped and a new download
 regrades only the students who submitted again. One broken submission never stops the batch: whatever
 happens to it becomes its CSV row's status.
@@ -47,8 +48,9 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
     found = submissions(folder)
     if not found:
         raise GraderError(f"no .zip files in {folder}")
-    feedback = out.with_name(f"{out.stem}-feedback")
-    feedback.mkdir(parents=True, exist_ok=True)
+    feedback, staff = out.with_name(f"{out.stem}-feedback"), out.with_name(f"{out.stem}-staff")
+    for folder in (feedback, staff):
+        folder.mkdir(parents=True, exist_ok=True)
     precompute(load_suite(hidden))
     todo = [s for s in found if force or graded_file(feedback / f"{s.id}.json") != s.path.name]
     for s in todo:
@@ -56,7 +58,7 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
     failures = {}  # ID -> why a grader process wrote no results (it timed out, it crashed)
     STOPPED.clear()
     with ThreadPoolExecutor(jobs or 1) as pool:  # each grader, for credit, runs one part's process at a time
-        futures = {pool.submit(grade_in_process, s, feedback, hidden, timeout): s for s in todo}
+        futures = {pool.submit(grade_in_process, s, feedback, staff, hidden, timeout): s for s in todo}
         try:
             for done, future in enumerate(as_completed(futures), 1):
                 failure = future.result()
@@ -75,7 +77,10 @@ def batch(folder: str | Path, out: str | Path, jobs: int | None, force: bool, hi
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    print(f"\n{len(rows)} submissions ({len(found) - len(todo)} already graded) -> {out}; feedback in {feedback}/", file=sys.stderr)
+    print(
+        f"\n{len(rows)} submissions ({len(found) - len(todo)} already graded) -> {out}; feedback in {feedback}/, staff's notes in {staff}/",
+        file=sys.stderr,
+    )
     ungraded = without_zip(folder, found)
     if ungraded:
         print(f"not graded, no zip: {', '.join(ungraded)}", file=sys.stderr)
@@ -92,15 +97,17 @@ def graded_file(results_path: Path) -> str | None:
         return None
 
 
-def grade_in_process(submission: Submission, feedback: Path, hidden: str | None, timeout: float) -> str | None:
+def grade_in_process(submission: Submission, feedback: Path, staff: Path, hidden: str | None, timeout: float) -> str | None:
     """
-    Grade one zip in a fresh grader process, for credit; returns why, when that process itself failed. It
+    Grade one zip in a fresh grader process, for credit; returns why, when that process itself failed. Its
+    report goes to `feedback` (the student's), what concerns this machine to `staff` (the Sandbox line,
+    notes, a traceback). It
     grades a copy named submission.zip in a folder only root can enter, and learns of the hidden cases and
     of the zip's own name (which its report gives) from its environment: no command line, which any process
     can read, names a student or the hidden cases.
     """
     with tempfile.TemporaryDirectory(prefix="grader-batch-") as private:
-        copy, results, errors = Path(private) / "submission.zip", Path(private) / "results.json", Path(private) / "stderr"
+        copy, results, errors = Path(private) / "submission.zip", Path(private) / "results.json", staff / f"{submission.id}.txt"
         shutil.copyfile(submission.path, copy)
         command = [
             sys.executable,
@@ -118,12 +125,11 @@ def grade_in_process(submission: Submission, feedback: Path, hidden: str | None,
         environment[NAME_ENV] = submission.path.name
         if hidden:
             environment[HIDDEN_ENV] = str(Path(hidden).resolve())
-        # The report on stdout is the student's feedback; stderr, what concerns this machine (the Sandbox line, a traceback), is not.
-        with open(feedback / f"{submission.id}.txt", "w") as log, open(errors, "w") as staff:
+        with open(feedback / f"{submission.id}.txt", "w") as log, open(errors, "w") as notes:
             with STARTING:
                 if STOPPED.is_set():
                     return "interrupted"
-                process = subprocess.Popen(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=staff)
+                process = subprocess.Popen(command, cwd=HOMEWORK_DIR.parent, env=environment, stdout=log, stderr=notes)
                 RUNNING.add(process)
             try:
                 # At worst the parts run one after another, each within its wall-clock limit; the margin covers startup and references.

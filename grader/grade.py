@@ -20,7 +20,8 @@ with one line saying why; so does one the grader itself fails on. The other part
 Within a part:
 - output: all-or-nothing per case, against BigNet's outputs (reference.py);
 - memory, adapters, training: only counted when the first output case passes (an empty model is
-  small, and a plain Linear layer trains, but neither is BigNet); memory and adapters all-or-nothing;
+  small, and a plain Linear layer trains, but neither is BigNet), memory and adapters also for a
+  lossy BigNet (within LOSSY times the limits); memory and adapters all-or-nothing;
 - training: partial credit from BigNet's starting accuracy (computed here) to the target; a part's
   process computes gradients, the optimizer runs here, and the trained values' accuracy is measured
   in a fresh answering process that never saw the labels' gradients;
@@ -70,7 +71,7 @@ from .reference import (
 )  # fmt: skip
 from .results import Case, PartResult, Report
 from .suite import PUBLIC, Suite, derived_seed
-from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, adamw_step, random_inputs
+from .trusted import CHECKPOINT_DIR, HOMEWORK_DIR, adamw_step, has_reference, random_inputs
 from .wire import Tensors, torch_name
 
 PROBE = 16  # inputs on which a loading process's model and the answering process's are compared
@@ -396,6 +397,7 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     probe = batches[0][:PROBE]
     # Only the first checkpoint's model is compared after the round trip (round_trip): only its loading process runs the probe.
     loads = [load_elsewhere(new_process(), path, grading, probe if c == 0 else None) for c, path in enumerate(grading.checkpoints)]
+    lossy = False  # the first output case, failed, within LOSSY times its limits
     with new_process() as answerer:
         pin = answering(answerer, grading)
         for c, loaded in enumerate(loads):
@@ -440,7 +442,8 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
             if lossy:
                 message += f" (counted: the output misses BigNet's, but within {LOSSY} times its limits, as a lossy BigNet's does)"
             elif not output_passed:
-                message = f"not counted, the output does not match BigNet's, nor is it within {LOSSY} times its limits ({message})"
+                off = f", nor is it within {LOSSY} times its limits" if "max_diff" in result.figures else ""
+                message = f"not counted, the output does not match BigNet's{off} ({message})"
             award(case, passed and (output_passed or lossy), message)
     training = [case for case in result.cases if case.kind is Kind.TRAINING]
     for case, seed in zip(training, suite.train_seeds):
@@ -452,7 +455,13 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
 
 
 def departure(answerer: PartProcess, part: Part, checkpoint, x: torch.Tensor, near: bool = False) -> str:
-    """Where the answering model departs from BigNet's (reference.first_departing_layer, for a `near` miss too); "" if it cannot say."""
+    """
+    Where the answering model departs from BigNet's (reference.first_departing_layer, for a `near` miss
+    too); "" if it cannot say: without the reference solution beside the grader (a student's checkout),
+    or for a near miss of a part whose scheme is not the reference's own (the extra credit's is any).
+    """
+    if not has_reference() or (near and part.name != part.scheme):
+        return ""
     try:
         answered = answerer.layers(x, list(BIGNET_LINEARS))
         layers = {name: answered.tensor(name) for name in answered.specs}

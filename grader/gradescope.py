@@ -33,6 +33,7 @@ from pathlib import Path
 from .grade import InvalidSubmission, grade_submission
 from .launch import Uids, running_as_root, shared_launcher
 from .parts import GraderError, mb
+from .protocol import one_line
 from .reference import precompute
 from .release import REPO, files
 from .report import error_results, gradescope, render, self_check_tests, staff_notes, write_json
@@ -191,7 +192,7 @@ def print_for_staff(report: Report) -> None:
 def upload_name(folder: Path) -> str:
     """What the student uploaded, as they named it: their zip, or their folder; files uploaded one by one have no name."""
     uploaded = list(folder.iterdir()) if folder.is_dir() else []
-    return uploaded[0].name if len(uploaded) == 1 else "the files uploaded"
+    return one_line(uploaded[0].name, 100) if len(uploaded) == 1 else "the files uploaded"  # a student's name for it: shown escaped
 
 
 def submission_zip(folder: Path, tmp: Path) -> Path:

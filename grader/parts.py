@@ -79,7 +79,7 @@ MIN_TRAINABLE = 18 * 2 * 1024
 class Training:
     """
     The training objective: homework.data's noise classification, smaller (128 samples, not 1000) to be fast.
-    Reference: from 0.50 (chance) to 0.80 in 5 steps. Partial credit from BigNet's starting accuracy to the target.
+    Reference: from BigNet's own accuracy (0.60) to 0.81 in 3 steps. Partial credit from BigNet's accuracy to the target.
     """
 
     samples: int = 128
@@ -102,7 +102,9 @@ DRAW_SPREAD = 0.36
 # still count. Measured on the default checkpoint against the 4-bit limits (max, mean): 2-bit codes 2.35x, 2.21x;
 # a block dropped 1.73x, 1.63x. What no weights reach is farther: the inputs themselves 3.49x, 3.90x (the mean of
 # eight other BigNets' outputs, the best guess without these weights, 3.59x, 4.03x), other weights 5.3x, zeros 15x.
-# Every grading run's first checkpoint, where this is judged, is of the default family (suite.make_hidden).
+# On 10 hidden draws of the default family the inputs' max moves (2.99x to 3.85x) but their mean does not (3.78x to
+# 3.92x): every figure with a limit must be within, so the mean keeps them out.
+# Every grading run's first checkpoint, where this is judged, is of the default family (suite.load_suite requires it).
 LOSSY = 3
 
 # A part's time is the CPU time its processes use, as the kernel counts it: the same on an idle machine, a

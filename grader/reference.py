@@ -205,7 +205,7 @@ def reference_error(scheme: str, checkpoint: Checkpoint, inputs: Inputs) -> tupl
 
 @functools.lru_cache(maxsize=4)  # a hidden checkpoint's and the public one, and BigNet beside a scheme: each loads once per checkpoint
 def reference_model(scheme: str, checkpoint: Checkpoint) -> torch.nn.Module:
-    """The reference `scheme` loaded with `checkpoint` (the trellis-coded one, the slowest, takes about a second)."""
+    """The reference `scheme` (a part's module) loaded with `checkpoint`."""
     if scheme == "bignet":
         return mapped_bignet(checkpoint)
     with one_thread():
@@ -247,7 +247,7 @@ def first_departing_layer(layers: dict, scheme: str, checkpoint: Checkpoint, nea
             where = f"block {k // 3 + 1}, layer {k % 3 + 1} ({name})"
             x, y = layers.get(f"{name} in"), layers.get(f"{name} out")
             if x is None and y is None and k > 0:
-                return f"; {where} did not run, though the layers before it did: the model's forward skips it"
+                return f"; {where} was not called, though the layers before it were"
             tensors = isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
             if (
                 not tensors

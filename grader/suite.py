@@ -109,6 +109,8 @@ def load_suite(path: str | Path | None = None) -> Suite:
             raise GraderError(f"hidden config {path}: unknown weight family {checkpoint.family!r}")
     if not suite.checkpoints or not suite.inputs or not suite.train_seeds or not all(0 < i.n <= 4096 for i in suite.inputs):
         raise GraderError(f"hidden config {path}: needs at least one checkpoint, input batch and training seed, and batches of 1 to 4096")
+    if suite.checkpoints[0].family != weight_families()[0]:  # where a lossy BigNet is told from no BigNet (parts.LOSSY)
+        raise GraderError(f"hidden config {path}: the first checkpoint must be of the {weight_families()[0]} family")
     seeds = [c.seed for c in suite.checkpoints] + [i.seed for i in suite.inputs] + list(suite.train_seeds)
     if not all(isinstance(seed, int) and 0 <= seed < 2**64 for seed in seeds):
         raise GraderError(f"hidden config {path}: seeds are whole numbers from 0 to 2^64 - 1")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from .release import BEGIN
+
 HOMEWORK_DIR = Path(__file__).resolve().parent.parent / "homework"
 CHECKPOINT_DIR = HOMEWORK_DIR.parent / "checkpoints"
 PACKAGE = "_grader_homework"  # a name no submission uses
@@ -56,6 +58,17 @@ def bignet() -> torch.nn.Module:
 def random_inputs(n: int, seed: int) -> torch.Tensor:
     """homework.data.random_inputs: the inputs every output case feeds."""
     return _module("data").random_inputs(n, seed)
+
+
+@functools.cache
+def has_reference() -> bool:
+    """
+    Whether homework/ beside the grader is the reference solution: the staff's checkout, whose files keep
+    their solution markers (grader/release.py takes them out of the starter). A student's checkout holds
+    their own work there, which nothing should be compared with.
+    """
+    files = [HOMEWORK_DIR / f"{part}.py" for part in ("half_precision", "low_precision")]
+    return all(any(BEGIN.match(line) for line in file.read_text().splitlines()) for file in files)
 
 
 def load_reference(scheme: str, path: Path) -> torch.nn.Module:

@@ -35,6 +35,7 @@ def test_batch_grades_a_canvas_download_and_plain_zips_and_resumes(tmp_path):
     report = (feedback / "123.txt").read_text()
     assert "not implemented" in report and "0 / 100" in report and "\033[" not in report
     assert report.startswith("Grading doejane_LATE_123_501_hw1-1.zip\n") and "Sandbox" not in report
+    assert (tmp_path / "results-staff" / "123.txt").read_text().startswith("Sandbox: ")  # the staff's, beside the student's
     invalid = (feedback / "xyz789.txt").read_text()
     assert invalid == "invalid zip, 0 points: not a zip file (or it is truncated or corrupt)\n"
     assert tempfile.gettempdir() not in json.loads((feedback / "xyz789.json").read_text())["output"]

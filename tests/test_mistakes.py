@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import grader.grade
 from grader.grade import grade
 from grader.release import starter_text
 from grader.suite import Suite
@@ -97,8 +98,7 @@ MISTAKES = {
         [append("low_precision.py", LAST_BLOCK_DROPPED)],
         "low_precision",
         10,
-        "mean abs diff 0.0786 > 0.05, max abs diff 0.469 > 0.3; block 6, layer 1 (model.10.model.0) did not run,"
-        " though the layers before it did: the model's forward skips it",
+        "mean abs diff 0.0786 > 0.05, max abs diff 0.469 > 0.3; block 6, layer 1 (model.10.model.0) was not called, though the layers before it were",
     ),
     "bias_dropped": Mistake(
         [
@@ -152,3 +152,12 @@ def test_an_honest_mistake_gets_its_score_and_the_line_that_says_what_to_fix(nam
     lines = [result.reason, *result.warnings, *(case.message for case in result.cases)]
     assert result.score == mistake.score, lines
     assert mistake.line in lines if mistake.line else not result.warnings and not result.stop, lines
+
+
+def test_without_the_reference_solution_beside_the_grader_no_layer_is_named(tmp_path, corpus_launcher, monkeypatch):
+    # A student's checkout: homework/ beside the grader is their own work, which nothing is compared with.
+    monkeypatch.setattr(grader.grade, "has_reference", lambda: False)
+    package = reference_package(tmp_path)
+    append("low_precision.py", TWO_BIT_CODES)(package)
+    (result,) = grade(package, suite=Suite(), parts=["low_precision"], shared=corpus_launcher).parts
+    assert result.score == 10 and result.cases[0].message == "mean abs diff 0.111 > 0.05, max abs diff 0.705 > 0.3"

@@ -49,6 +49,15 @@ def test_a_failure_in_a_given_helper_is_told_where_the_students_file_called_it(r
         sys.path.remove(str(package))
         sys.modules.pop("frozen_linear", None)
     assert runtime.describe(error, start) == "AttributeError: 'object' object has no attribute 'to' (homework/half_precision.py, line 5)"
+    missing = NotImplementedError('Module [HalfLinear] is missing the required "forward" function')  # torch's, not the starter's
+    try:
+        exec(compile("def forward():\n    raise missing\n\n\nforward()\n", str(package / "frozen_linear.py"), "exec"), {"missing": missing})
+    except NotImplementedError as raised_there:
+        error = raised_there
+    assert (
+        runtime.describe(error, start)
+        == 'NotImplementedError: Module [HalfLinear] is missing the required "forward" function (homework/frozen_linear.py, line 2)'
+    )
 
 
 def test_not_implemented_says_which_function_to_write_and_where(runtime, tmp_path):
