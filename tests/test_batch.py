@@ -106,7 +106,8 @@ def test_batch_names_no_student_and_no_hidden_file_on_a_command_line(tmp_path, m
     monkeypatch.setattr(grader.batch.subprocess, "Popen", Grader)
     zip_path = starter_zip(tmp_path, "doejane_123_hw1")
     hidden = tmp_path / "staff-hidden.json"
-    failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, str(hidden), 10)
+    (tmp_path / "staff").mkdir()
+    failure = grader.batch.grade_in_process(Submission("123", zip_path, "doejane"), tmp_path, tmp_path / "staff", str(hidden), 10)
     assert failure == "the grader did not finish in time"
     assert (
         "doejane" not in seen["command"]
