@@ -422,8 +422,8 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                         where = departure(answerer, part, checkpoint, probe, near=passed)
                     if not passed:
                         cases[output_name(suite, c, i)].message += where + round_trip(answerer, loaded, probe)
-                if close:
-                    result.warnings.append(f"{output_name(suite, c, i)}: {close}{where}")
+                if close:  # a failed case's message says where already
+                    result.warnings.append(f"{output_name(suite, c, i)}: {close}{where if passed else ''}")
     # Counted on every load, the largest: a load that makes a smaller model for some weights gains nothing.
     result.figures["memory"] = max(loaded.nbytes for loaded in loads)
     if not loads[0].trainable:
