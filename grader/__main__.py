@@ -75,6 +75,7 @@ def grade_one(options: argparse.Namespace) -> None:
         for_credit = bool(hidden) or options.for_credit
         report = grade_submission(
             options.submission,
+            named,
             suite=load_suite(hidden),
             hidden=hidden,
             jobs=options.jobs,
@@ -91,7 +92,6 @@ def grade_one(options: argparse.Namespace) -> None:
         if options.json:
             write_json(error_results(str(e), Outcome.GRADER_FAILED, named or options.submission), options.json)
         raise
-    report.submission = named or report.submission
     print(render(report, options.verbose, colour=colour(sys.stdout)), flush=True)
     if options.verbose:  # the machine's, not the submission's: on stderr, out of the report batch mode sends the student
         print(staff_notes(report, colour=colour(sys.stderr)), file=sys.stderr)

@@ -81,22 +81,26 @@ class InvalidSubmission(GraderError):
     """A zip that cannot be graded (see grader/submission.py)."""
 
 
-def grade_submission(path: str | Path, **options) -> Report:
-    """Grade a submission zip or a homework package folder; `options` as for `grade`."""
+def grade_submission(path: str | Path, name: str | None = None, **options) -> Report:
+    """
+    Grade a submission zip or a homework package folder; `options` as for `grade`. Its report calls it
+    `name` where this is a copy of the student's (batch mode, Gradescope), else by its own path.
+    """
     path = Path(path)
     if not path.exists():
         raise GraderError(f"no such file or folder: {path}")
     if path.is_dir():
-        return grade(path, **options)
-    from .submission import SubmissionError, extract_submission
+        report = grade(path, **options)
+    else:
+        from .submission import SubmissionError, extract_submission
 
-    with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
-        try:
-            package = extract_submission(path, Path(tmp))
-        except SubmissionError as e:
-            raise InvalidSubmission(str(e)) from None
-        report = grade(package, **options)
-    report.submission = str(path.resolve())
+        with tempfile.TemporaryDirectory(prefix="grader-zip-") as tmp:
+            try:
+                package = extract_submission(path, Path(tmp))
+            except SubmissionError as e:
+                raise InvalidSubmission(str(e)) from None
+            report = grade(package, **options)
+    report.submission = name or str(path.resolve())
     return report
 
 

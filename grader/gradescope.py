@@ -167,14 +167,12 @@ def grade_for_gradescope(submission: Path, name: str, hidden: Path | None, visib
     What the student reads names their upload as `name`; results/stdout, for staff only, has the -v report and the Sandbox line.
     """
     if not hidden:
-        report = grade_submission(submission, for_credit=True)
-        report.submission = name
+        report = grade_submission(submission, name, for_credit=True)
         print_for_staff(report)
         return {**gradescope(report), "output": render(report)}
     with shared_launcher() as start:  # one template for both gradings: it never runs a submission
-        report = grade_submission(submission, suite=load_suite(hidden), hidden=hidden, shared=start)
-        public = grade_submission(submission, for_credit=True, shared=start)
-    report.submission = public.submission = name
+        report = grade_submission(submission, name, suite=load_suite(hidden), hidden=hidden, shared=start)
+        public = grade_submission(submission, name, for_credit=True, shared=start)
     print_for_staff(report)
     results = gradescope(report, visibility)
     results["tests"] += self_check_tests(public)
