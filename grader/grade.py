@@ -64,6 +64,7 @@ from .reference import (
     bignet_features,
     checkpoint_path,
     first_departing_layer,
+    layers_within,
     output_limits,
     reference_outputs,
     training_data,
@@ -421,9 +422,13 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
                 where = ""
                 if first:
                     result.figures.update(diffs)
-                    lossy = not passed and is_lossy(diffs, *limits[checkpoint, inputs])
-                    if not passed or close:  # where the output departs from BigNet's: a near miss is a mistake as a miss is
-                        where = departure(answerer, part, checkpoint, probe, near=passed)
+                    # What each of its BigNet layers computes: where a miss (or a near miss) departs, and whether a miss is a lossy BigNet.
+                    layers = watched_layers(answerer, probe) if not passed or close else {}
+                    max_limit = limits[checkpoint, inputs][0]
+                    lossy = (
+                        not passed and is_lossy(diffs, *limits[checkpoint, inputs]) and layers_within(layers, checkpoint, LOSSY * max_limit)
+                    )
+                    where = departure(layers, part, checkpoint, near=passed)
                     if not passed:
                         cases[output_name(suite, c, i)].message += where + round_trip(answerer, loaded, probe)
                 if close:  # a failed case's message says where already
@@ -444,9 +449,13 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
         if case.kind in counted:
             passed, message = counted[case.kind]()
             if lossy:
-                message += f" (counted: the output misses BigNet's, but within {LOSSY} times its limits, as a lossy BigNet's does)"
+                message += f" (counted: the output misses BigNet's, but it and each of BigNet's layers are within {LOSSY} times its limits, as a lossy BigNet's are)"
             elif not output_passed:
-                off = f", nor is it within {LOSSY} times its limits" if "max_diff" in result.figures else ""
+                off = (
+                    f", nor is it a lossy BigNet (within {LOSSY} times its limits, and each of its layers)"
+                    if "max_diff" in result.figures
+                    else ""
+                )
                 message = f"not counted, the output does not match BigNet's{off} ({message})"
             award(case, passed and (output_passed or lossy), message)
     training = [case for case in result.cases if case.kind is Kind.TRAINING]
@@ -458,21 +467,25 @@ def score_part(result: PartResult, grading: Grading, new_process) -> None:
     loads[0].file.unlink()
 
 
-def departure(answerer: PartProcess, part: Part, checkpoint, x: torch.Tensor, near: bool = False) -> str:
-    """
-    Where the answering model departs from BigNet's (reference.first_departing_layer, for a `near` miss
-    too); "" if it cannot say: without the reference solution beside the grader (a student's checkout),
-    or for a near miss of a part whose scheme is not the reference's own (the extra credit's is any).
-    """
-    if not has_reference() or (near and part.name != part.scheme):
-        return ""
+def watched_layers(answerer: PartProcess, x: torch.Tensor) -> dict:
+    """What goes in and out of each of the answering model's modules named as BigNet's Linear layers, for x ({} if they raise when watched)."""
     try:
         answered = answerer.layers(x, list(BIGNET_LINEARS))
-        layers = {name: answered.tensor(name) for name in answered.specs}
     except PartStopped as stopped:
         if stopped.stop != Stop.RAISED:
             raise
-        return ""  # its modules raised when watched: the output case already says what counts
+        return {}  # its modules raised when watched: the output case already says what counts
+    return {name: answered.tensor(name) for name in answered.specs}
+
+
+def departure(layers: dict, part: Part, checkpoint, near: bool = False) -> str:
+    """
+    Where the model whose `layers` these are departs from BigNet's (reference.first_departing_layer, for a
+    `near` miss too); "" if it cannot say: nothing watched, no reference solution beside the grader (a
+    student's checkout), or a near miss of a part whose scheme is not the reference's own (the extra credit's is any).
+    """
+    if not layers or not has_reference() or (near and part.name != part.scheme):
+        return ""
     return first_departing_layer(layers, part.scheme, checkpoint, near)
 
 
@@ -481,7 +494,8 @@ def round_trip(answerer: PartProcess, loaded: Loaded, x: torch.Tensor) -> str:
     if loaded.probe is None:
         return ""
     y = answerer.forward(x).tensors.tensor("y")
-    if y.shape == loaded.probe.shape and torch.equal(y, loaded.probe):
+    same_kind = y.shape == loaded.probe.shape and y.dtype == loaded.probe.dtype  # torch.equal raises on two dtypes (float8 and float32)
+    if same_kind and torch.equal(y, loaded.probe):
         return ""
     diff = (y.float() - loaded.probe.float()).abs().max().item() if y.shape == loaded.probe.shape else float("nan")
     return (

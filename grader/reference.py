@@ -267,6 +267,22 @@ def first_departing_layer(layers: dict, scheme: str, checkpoint: Checkpoint, nea
     return "" if near else "; each Linear layer matches BigNet's on its own input: look at what is between them (ReLU, residual, LayerNorm)"
 
 
+def layers_within(layers: dict, checkpoint: Checkpoint, allowed: float) -> bool:
+    """
+    Whether each of BigNet's Linear layers ran, and on the input the model gave it stays within `allowed`
+    (max abs diff) of BigNet's own: a model built of BigNet's layers, each compressed (a lossy BigNet),
+    not a function fitted to BigNet's outputs (a least-squares Linear layer comes within 2 times the
+    4-bit limits, closer than 2-bit codes do, and is no BigNet).
+    """
+    exact = dict(reference_model("bignet", checkpoint).named_modules())
+    with one_thread(), torch.no_grad():
+        for name in BIGNET_LINEARS:
+            x, y = layers.get(f"{name} in"), layers.get(f"{name} out")
+            if x is None or y is None or not (y.float() - exact[name](x.float())).abs().max().item() <= allowed:  # NaN too
+                return False
+    return True
+
+
 @contextlib.contextmanager
 def one_thread():
     """Compute on one thread, as the part processes do: the same numbers on every machine, and they keep the cores."""

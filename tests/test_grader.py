@@ -588,6 +588,27 @@ def load(path=None, lora_dim=32):
     return load_weights(Extra(lora_dim), path)
 """
 
+# No BigNet at all: one Linear layer fitted by least squares to BigNet's outputs on the checkpoint it is given, whose
+# output comes within 2 times the 4-bit limits (closer than 2-bit codes), in 2 MB. A lossy BigNet is judged layer by
+# layer too: this has none of BigNet's layers, and its memory does not count (found by an attack from the starter).
+FITS_ONE_LINEAR_LAYER = """
+
+class Fitted(torch.nn.Module):
+    def __init__(self, path):
+        super().__init__()
+        net, x = load_weights(BigNet(), path), torch.randn(4096, 1024, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            y = torch.cat([net(x[i : i + 1024]) for i in range(0, 4096, 1024)])
+        self.register_buffer("w", torch.linalg.lstsq(torch.cat([x, torch.ones(4096, 1)], 1), y).solution.half())
+
+    def forward(self, x):
+        return x @ self.w[:-1].float() + self.w[-1].float()
+
+
+def load(path=None):
+    return Fitted(path)
+"""
+
 # A forward that, asked where its output departs from BigNet's, answers first itself: 32,768 rows of one layer's
 # input where 16 were asked for, as large as a message may be. The grading process refuses it from the header.
 FLOODS_THE_GRADER = """
@@ -675,6 +696,12 @@ ATTACKS = {
         {"lora": 0},
         {"lora": "its answer to backward holds 'extra', which was not asked for"},
         ("lora",),
+    ),
+    "fits_one_linear_layer": Broken(
+        [append("low_precision.py", FITS_ONE_LINEAR_LAYER)],
+        {"low_precision": 0},
+        {"low_precision": "not counted, the output does not match BigNet's, nor is it a lossy BigNet"},
+        ("low_precision",),
     ),
     "another_model_each_time": Broken([append("lora.py", ANOTHER_MODEL_EACH_TIME)], {}, {"lora": "-> 0.8"}, ("lora",)),
     "repeats_trainable_names": Broken(

@@ -97,7 +97,7 @@ MISTAKES = {
     "last_block_dropped": Mistake(
         [append("low_precision.py", LAST_BLOCK_DROPPED)],
         "low_precision",
-        10,
+        0,  # no lossy BigNet: one of its layers never runs
         "mean abs diff 0.0786 > 0.05, max abs diff 0.469 > 0.3; block 6, layer 1 (model.10.model.0) was not called, though the layers before it were",
     ),
     "bias_dropped": Mistake(
